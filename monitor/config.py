@@ -315,7 +315,9 @@ def _resolve(raw: RawConfig, reader: Reader, root: yaml.Node, file: str) -> Conf
             locate.error(["people", handle], "person handles are lowercase letters, digits, '.', '_' or '-'")
         for i, channel in enumerate(person.notify):
             if channel not in raw.channels:
-                locate.error(["people", handle, "notify", i], f"unknown channel {channel!r}{_hint(channel, raw.channels)}")
+                locate.error(
+                    ["people", handle, "notify", i], f"unknown channel {channel!r}{_hint(channel, raw.channels)}"
+                )
     conditions = _conditions(raw, locate)
     checks, sites = _checks(raw, conditions, locate)
     return Config(
@@ -348,20 +350,26 @@ def _conditions(raw: RawConfig, locate: _Locator) -> dict[str, ConditionPolicy]:
             name=name,
             severity=severity,
             halt=over.halt if over.halt is not None else bool(base and base.halt),
-            auto_resolve=over.auto_resolve if over.auto_resolve is not None else bool(base is None or base.auto_resolve),
+            auto_resolve=over.auto_resolve
+            if over.auto_resolve is not None
+            else bool(base is None or base.auto_resolve),
             impact=over.impact or (base.impact if base else name.replace("_", " ")),
             first_responders=over.first_responders or (),
             escalation=over.escalation or (),
             escalate_after=over.escalate_after,
             escalate_immediately=(
-                over.escalate_immediately if over.escalate_immediately is not None else bool(base and base.escalate_immediately)
+                over.escalate_immediately
+                if over.escalate_immediately is not None
+                else bool(base and base.escalate_immediately)
             ),
             remind_every=over.remind_every,
         )
     return out
 
 
-def _checks(raw: RawConfig, conditions: Mapping[str, ConditionPolicy], locate: _Locator) -> tuple[list[Check], dict[str, str]]:
+def _checks(
+    raw: RawConfig, conditions: Mapping[str, ConditionPolicy], locate: _Locator
+) -> tuple[list[Check], dict[str, str]]:
     checks: list[Check] = []
     sites: dict[str, str] = {}
     d = raw.defaults
@@ -375,7 +383,7 @@ def _checks(raw: RawConfig, conditions: Mapping[str, ConditionPolicy], locate: _
         for ci, rc in enumerate(site.checks):
             c = rc.common
             name = c.name or c.type
-            where = ["sites", si, "checks", ci]
+            where: list[str | int] = ["sites", si, "checks", ci]
             if not CHECK_NAME.match(name):
                 locate.error([*where, "name"], f"check names are lowercase letters, digits, '_' and '-', got {name!r}")
             if name in seen:
@@ -383,7 +391,9 @@ def _checks(raw: RawConfig, conditions: Mapping[str, ConditionPolicy], locate: _
                 locate.error([*where, "name"] if c.name else where, f"{what} ({name!r})")
             seen.add(name)
             if c.condition is not None and c.condition not in conditions:
-                locate.error([*where, "condition"], f"unknown condition {c.condition!r}{_hint(c.condition, conditions)}")
+                locate.error(
+                    [*where, "condition"], f"unknown condition {c.condition!r}{_hint(c.condition, conditions)}"
+                )
             check = Check(
                 site=site.name,
                 client=site.client,
@@ -397,8 +407,10 @@ def _checks(raw: RawConfig, conditions: Mapping[str, ConditionPolicy], locate: _
                 condition=c.condition,
                 severity=c.severity,
             )
-            for key, message in [*_threshold_rules(check.failure_threshold, check.success_threshold),
-                                 *_timing_rules(check.interval, check.timeout)]:
+            for key, message in [
+                *_threshold_rules(check.failure_threshold, check.success_threshold),
+                *_timing_rules(check.interval, check.timeout),
+            ]:
                 locate.error([*where, key], message)
             checks.append(check)
     return checks, sites
@@ -432,14 +444,17 @@ def _type_of(reader: Reader, node: yaml.Node, path: str, registry: Mapping[str, 
         return None
     kind = str(got[0])
     if kind not in registry:
-        reader.error(pairs["type"][1], join(path, "type"),
-                     f"unknown {what} type {kind!r}{_hint(kind, registry)}; known: {', '.join(sorted(registry))}")
+        reader.error(
+            pairs["type"][1],
+            join(path, "type"),
+            f"unknown {what} type {kind!r}{_hint(kind, registry)}; known: {', '.join(sorted(registry))}",
+        )
         return None
     return kind
 
 
 def _hint(word: str, options: Iterable[str]) -> str:
-    import difflib  # noqa: PLC0415
+    import difflib
 
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -466,9 +481,11 @@ class _Locator:
     @staticmethod
     def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
         if isinstance(key, int) and isinstance(node, yaml.SequenceNode):
-            return node.value[key] if key < len(node.value) else None
+            child: yaml.Node | None = node.value[key] if key < len(node.value) else None
+            return child
         if isinstance(key, str) and isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 if getattr(k, "value", None) == key:
-                    return v if not isinstance(v, yaml.ScalarNode) or v.value else k
+                    found: yaml.Node = v if not isinstance(v, yaml.ScalarNode) or v.value else k
+                    return found
         return None

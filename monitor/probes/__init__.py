@@ -67,7 +67,7 @@ class ProbeType:
 
     def target(self, params: object) -> str:
         """What the check looks at, for tables and the status page (never with secrets)."""
-        from monitor.redact import safe_url  # noqa: PLC0415
+        from monitor.redact import safe_url
 
         for attr in ("url", "project_url", "api_base"):
             value = getattr(params, attr, None)
@@ -79,10 +79,16 @@ class ProbeType:
 PROBES: dict[str, ProbeType] = {}
 
 
-def register(name: str, params: type) -> Callable[[Callable[[P, ProbeContext], Awaitable[ProbeResult]]], Callable[[P, ProbeContext], Awaitable[ProbeResult]]]:
+def register(
+    name: str, params: type
+) -> Callable[
+    [Callable[[P, ProbeContext], Awaitable[ProbeResult]]], Callable[[P, ProbeContext], Awaitable[ProbeResult]]
+]:
     """Register a probe function for checks with `type: name`."""
 
-    def deco(fn: Callable[[P, ProbeContext], Awaitable[ProbeResult]]) -> Callable[[P, ProbeContext], Awaitable[ProbeResult]]:
+    def deco(
+        fn: Callable[[P, ProbeContext], Awaitable[ProbeResult]],
+    ) -> Callable[[P, ProbeContext], Awaitable[ProbeResult]]:
         if name in PROBES and PROBES[name].run is not fn:
             raise RuntimeError(f"probe type {name!r} registered twice")
         PROBES[name] = ProbeType(name, params, fn)

@@ -1,15 +1,15 @@
 """The one place transport errors become classified probe failures.
 
-    asyncio.TimeoutError / aiohttp.ServerTimeoutError   -> timeout
-    aiohttp.ClientConnectorDNSError, socket.gaierror     -> dns
-    aiohttp.ClientConnectorCertificateError, ssl errors  -> tls
-    ConnectionRefusedError (via ClientConnectorError)    -> refused
-    ConnectionResetError, ServerDisconnectedError,
-      ClientPayloadError (body cut short)                -> reset
-    aiohttp.TooManyRedirects                             -> redirect
-    aiohttp.ClientResponseError (bad framing), ...       -> protocol
-    BodyTooLarge                                         -> too_large
-    anything else                                        -> error
+asyncio.TimeoutError / aiohttp.ServerTimeoutError   -> timeout
+aiohttp.ClientConnectorDNSError, socket.gaierror     -> dns
+aiohttp.ClientConnectorCertificateError, ssl errors  -> tls
+ConnectionRefusedError (via ClientConnectorError)    -> refused
+ConnectionResetError, ServerDisconnectedError,
+  ClientPayloadError (body cut short)                -> reset
+aiohttp.TooManyRedirects                             -> redirect
+aiohttp.ClientResponseError (bad framing), ...       -> protocol
+BodyTooLarge                                         -> too_large
+anything else                                        -> error
 """
 
 from __future__ import annotations

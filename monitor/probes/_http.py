@@ -36,7 +36,9 @@ class Response:
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
-            raise ProbeFailure(FailureKind.INVALID_JSON, f"answered {self.status} with a body that is not JSON") from exc
+            raise ProbeFailure(
+                FailureKind.INVALID_JSON, f"answered {self.status} with a body that is not JSON"
+            ) from exc
 
 
 def trace_config() -> aiohttp.TraceConfig:
@@ -97,7 +99,7 @@ async def fetch(
             data=body,
             allow_redirects=allow_redirects,
             max_redirects=max_redirects,
-            ssl=None if ssl else False,
+            ssl=ssl,
             trace_request_ctx=SimpleNamespace(marks=marks),
         ) as resp:
             data = await read_capped(resp, cap)

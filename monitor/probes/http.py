@@ -18,12 +18,19 @@ from monitor.probes import ProbeContext, register
 from monitor.probes._errors import ProbeFailure, classify
 from monitor.probes._http import Response, fetch
 from monitor.redact import safe_url
-from monitor.results import FailureKind, Problem, ProbeResult
+from monitor.results import FailureKind, ProbeResult, Problem
 from monitor.schema import Duration, HttpUrl, Reader
 
 UNREACHABLE = frozenset(
-    {FailureKind.DNS, FailureKind.REFUSED, FailureKind.RESET, FailureKind.TIMEOUT, FailureKind.TLS,
-     FailureKind.PROTOCOL, FailureKind.REDIRECT}
+    {
+        FailureKind.DNS,
+        FailureKind.REFUSED,
+        FailureKind.RESET,
+        FailureKind.TIMEOUT,
+        FailureKind.TLS,
+        FailureKind.PROTOCOL,
+        FailureKind.REDIRECT,
+    }
 )
 
 
@@ -124,7 +131,9 @@ async def probe_http(check: HttpCheck, ctx: ProbeContext) -> ProbeResult:
         kind, sentence = classify(exc, timeout=ctx.timeout)
         condition = PRODUCTION_DOWN if kind in UNREACHABLE else API_FAILURE
         problem = Problem(condition=condition, kind=kind, summary=f"{where} {sentence}")
-        return ProbeResult(duration=ctx.timeout if kind is FailureKind.TIMEOUT else 0.0, problems=(problem,), detail=sentence)
+        return ProbeResult(
+            duration=ctx.timeout if kind is FailureKind.TIMEOUT else 0.0, problems=(problem,), detail=sentence
+        )
     problems = tuple(judge(check, resp, where))
     return ProbeResult(
         duration=resp.elapsed,

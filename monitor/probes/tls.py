@@ -17,7 +17,7 @@ from monitor.conditions import CERT_EXPIRY, PRODUCTION_DOWN
 from monitor.probes import ProbeContext, register
 from monitor.probes._errors import classify
 from monitor.redact import safe_url
-from monitor.results import FailureKind, Problem, ProbeResult, Severity
+from monitor.results import FailureKind, ProbeResult, Problem, Severity
 from monitor.schema import HttpUrl
 
 
@@ -47,7 +47,9 @@ async def probe_tls(check: TlsCheck, ctx: ProbeContext) -> ProbeResult:
     start = loop.time()
     try:
         async with asyncio.timeout(ctx.timeout):
-            _, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=check.server_name or host)
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname=check.server_name or host
+            )
         try:
             peer = writer.get_extra_info("ssl_object").getpeercert()
         finally:
@@ -62,19 +64,36 @@ async def probe_tls(check: TlsCheck, ctx: ProbeContext) -> ProbeResult:
     expires_at = ssl.cert_time_to_seconds(peer["notAfter"])
     days = (expires_at - ctx.clock.now()) / 86400
     problems = tuple(_expiry(check, where, expires_at, days))
-    return ProbeResult(duration=elapsed, problems=problems, cert_expires_at=expires_at, detail=f"certificate valid for {days:.1f} more days")
+    return ProbeResult(
+        duration=elapsed,
+        problems=problems,
+        cert_expires_at=expires_at,
+        detail=f"certificate valid for {days:.1f} more days",
+    )
 
 
 def _expiry(check: TlsCheck, where: str, expires_at: float, days: float) -> Iterator[Problem]:
     date = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d")
     if days <= 0:
-        yield Problem(condition=PRODUCTION_DOWN, kind=FailureKind.CERT, summary=f"{where} serves a certificate that expired on {date}")
+        yield Problem(
+            condition=PRODUCTION_DOWN,
+            kind=FailureKind.CERT,
+            summary=f"{where} serves a certificate that expired on {date}",
+        )
     elif days <= check.critical_days:
-        yield Problem(condition=CERT_EXPIRY, kind=FailureKind.CERT, severity=Severity.SEV2,
-                      summary=f"{where} serves a certificate that expires in {days:.1f} days ({date})")
+        yield Problem(
+            condition=CERT_EXPIRY,
+            kind=FailureKind.CERT,
+            severity=Severity.SEV2,
+            summary=f"{where} serves a certificate that expires in {days:.1f} days ({date})",
+        )
     elif days <= check.warn_days:
-        yield Problem(condition=CERT_EXPIRY, kind=FailureKind.CERT, severity=Severity.SEV3,
-                      summary=f"{where} serves a certificate that expires in {days:.1f} days ({date})")
+        yield Problem(
+            condition=CERT_EXPIRY,
+            kind=FailureKind.CERT,
+            severity=Severity.SEV3,
+            summary=f"{where} serves a certificate that expires in {days:.1f} days ({date})",
+        )
 
 
 def _unverified(where: str, exc: ssl.SSLCertVerificationError, elapsed: float) -> ProbeResult:

@@ -1,0 +1,522 @@
+"""The engine wires the flow: scheduler -> probes -> rules -> incidents -> reports, halt, pages.
+
+Decisions are made by pure functions (rules.evaluate, incidents.lifecycle,
+notify.planner, halt.compute); this module does the I/O around them and keeps
+the live view the API and /metrics read. Incident changes are serialised by one
+lock, and each change is written to the store together with the notifications
+it causes before anything else (report, chatroom, HALT file) happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets as pysecrets
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from monitor import probes
+from monitor.clock import Clock, SystemClock, rfc3339
+from monitor.conditions import API_FAILURE
+from monitor.config import Check, Config
+from monitor.halt import HaltState, compute, write_halt_file
+from monitor.incidents import lifecycle
+from monitor.incidents.model import Incident, Status, incident_id
+from monitor.incidents.report import Reports
+from monitor.metrics import Telemetry
+from monitor.notify import planner
+from monitor.probes import ProbeContext
+from monitor.probes._http import trace_config
+from monitor.results import FailureKind, ProbeResult, Problem, Severity
+from monitor.rules import Changed, Recovered, Track, Tripped, evaluate
+from monitor.store import OutboxItem, Override, Store
+
+log = logging.getLogger(__name__)
+
+HISTORY = 60  # probes kept per check for the status page bar
+TICK = 1.0  # seconds between escalation / override / outbox-depth checks
+
+
+@dataclass(slots=True)
+class CheckView:
+    """What the API and status page show for one check."""
+
+    check: Check
+    last: ProbeResult | None = None
+    last_at: float | None = None
+    history: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    def to_json(self, tracks: dict[str, Track]) -> dict[str, Any]:
+        last = self.last
+        state = "pending" if last is None else "up" if last.ok else "failing"
+        if any(t.active for t in tracks.values()):
+            state = "down"
+        return {
+            "name": self.check.name,
+            "type": self.check.type,
+            "target": self.check.target,
+            "interval": self.check.interval,
+            "state": state,
+            "last_result": None
+            if last is None
+            else {
+                "at": rfc3339(self.last_at),
+                "ok": last.ok,
+                "result": last.result_label,
+                "duration_seconds": round(last.duration, 6),
+                "status_code": last.status_code,
+                "detail": last.detail,
+                "phases": {k: round(v, 6) for k, v in last.phases.items()},
+                "problems": [
+                    {
+                        "condition": p.condition,
+                        "kind": p.kind.value,
+                        "summary": p.summary,
+                        "severity": p.severity.value if p.severity else None,
+                        "evidence": list(p.evidence),
+                    }
+                    for p in last.problems
+                ],
+                "cert_expires_at": rfc3339(last.cert_expires_at),
+            },
+            "conditions": {
+                name: {
+                    "active": t.active,
+                    "failures": t.failures,
+                    "successes": t.successes,
+                    "severity": t.severity.value if t.severity else None,
+                }
+                for name, t in tracks.items()
+            },
+            "history": [ok for _, ok in self.history],
+        }
+
+
+class StoreProbeState:
+    """ProbeState backed by the store, scoped to one check."""
+
+    def __init__(self, store: Store, scope: str) -> None:
+        self.store = store
+        self.scope = scope
+
+    async def get(self, key: str) -> Any:
+        return await self.store.get_probe_state(self.scope, key)
+
+    async def put(self, key: str, value: Any) -> None:
+        await self.store.put_probe_state(self.scope, key, value)
+
+
+class Engine:
+    def __init__(self, config: Config, store: Store, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.telemetry = Telemetry()
+        self.reports = Reports(config.workspace)
+        self.views: dict[str, CheckView] = {c.key: CheckView(c) for c in config.checks}
+        self.tracks: dict[str, dict[str, Track]] = {}
+        self.open: dict[str, Incident] = {}
+        self.overrides: list[Override] = []
+        self.halt = HaltState(False, (), (), None, None)
+        self.ready = False
+        self.session: aiohttp.ClientSession | None = None
+        self.lock = asyncio.Lock()
+        self.background: list[asyncio.Task[None]] = []
+        self.on_change: list[Callable[[], None]] = []  # e.g. wake the outbox worker
+        self.is_silenced: Callable[[str, float], bool] = lambda _site, _now: False
+        self.recently_cleared: set[tuple[str, str]] = set()
+        self._stopping = asyncio.Event()
+        self._scheduler: Any = None
+        probes.load_all()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self, *, schedule: bool = True) -> None:
+        """Open the store, restore state, reconcile reports, then start probing."""
+        await self.store.open()
+        for key, doc in (await self.store.load_check_states()).items():
+            if key in self.views:
+                self.tracks[key] = {c: Track.from_json(t) for c, t in doc.items()}
+        for incident in await self.store.list_incidents("open", limit=100_000):
+            self.open[incident.id] = incident
+        self.overrides = await self.store.list_overrides()
+        self.telemetry.queue_depth = await self.store.outbox_depth()
+        await self._reconcile()
+        self.session = self.new_session()
+        self.ready = True
+        self.background.append(asyncio.create_task(self._ticker(), name="ticker"))
+        if schedule:
+            from monitor.scheduler import Scheduler
+
+            self._scheduler = Scheduler(
+                self.config.checks,
+                self.probe_once,
+                clock=self.clock,
+                max_concurrency=self.config.monitor.max_concurrency,
+                on_lag=self.telemetry.lag.observe,
+            )
+            self._scheduler.start()
+        log.info("engine started", extra={"event_id": "started"})
+
+    def new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.monitor.max_concurrency,
+            ttl_dns_cache=60,
+            enable_cleanup_closed=True,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            trace_configs=[trace_config()],
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": "monitor/0.1 (+health-check)"},
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def stop(self) -> None:
+        """Stop probing, let in-flight incident work finish, close the session and store."""
+        self._stopping.set()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        self.background.clear()
+        async with self.lock:
+            if self.session is not None:
+                await self.session.close()
+            await self.store.close()
+        self.ready = False
+
+    async def _reconcile(self) -> None:
+        """After a restart: rewrite reports of open incidents, post what a crash left unposted."""
+        for incident in list(self.open.values()):
+            await self._publish(incident)
+        await self._refresh_halt()
+
+    # -- probing ---------------------------------------------------------------------------
+
+    async def probe_once(self, check: Check) -> ProbeResult:
+        """Run one probe of `check` and feed the result through the rules."""
+        result = await self.run_probe(check)
+        await self.handle_result(check, result)
+        return result
+
+    async def run_probe(self, check: Check) -> ProbeResult:
+        assert self.session is not None
+        ctx = ProbeContext(
+            site=check.site,
+            check=check.name,
+            timeout=check.timeout,
+            session=self.session,
+            clock=self.clock,
+            state=StoreProbeState(self.store, check.key),
+        )
+        probe = probes.PROBES[check.type]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            async with asyncio.timeout(check.timeout + 5):
+                return await probe.run(check.params, ctx)
+        except TimeoutError:
+            problem = Problem(
+                condition=API_FAILURE, kind=FailureKind.TIMEOUT, summary=f"{check.name} probe overran its timeout"
+            )
+        except Exception as exc:
+            log.exception("probe raised", extra={"site": check.site, "check": check.name})
+            problem = Problem(
+                condition=API_FAILURE,
+                kind=FailureKind.ERROR,
+                summary=f"{check.name} probe failed ({type(exc).__name__})",
+            )
+        return ProbeResult(duration=loop.time() - start, problems=(problem,), detail=problem.summary)
+
+    async def handle_result(self, check: Check, result: ProbeResult) -> None:
+        """Record a result (from the scheduler, a webhook, or a test) and act on transitions."""
+        now = self.clock.now()
+        view = self.views.setdefault(check.key, CheckView(check))
+        view.last, view.last_at = result, now
+        view.history.append((now, result.ok))
+        self.telemetry.probe(check.site, check.name, result.result_label, result.duration)
+        before = self.tracks.get(check.key, {})
+        after, transitions = evaluate(before, result, check, self.config.conditions)
+        self.tracks[check.key] = after
+        if after != before:
+            await self.store.save_check_state(check.key, {c: t.to_json() for c, t in after.items()})
+        for transition in transitions:
+            async with self.lock:
+                if isinstance(transition, Tripped):
+                    await self._tripped(check, transition, now)
+                elif isinstance(transition, Changed):
+                    await self._changed(check, transition, now)
+                elif isinstance(transition, Recovered):
+                    await self._recovered(check, transition, now)
+
+    def _find_open(self, site: str, condition: str) -> Incident | None:
+        return next((i for i in self.open.values() if i.site == site and i.condition == condition), None)
+
+    async def _tripped(self, check: Check, t: Tripped, now: float) -> None:
+        log.warning(
+            "condition tripped: %s",
+            t.problem.summary,
+            extra={"site": check.site, "check": check.name, "condition": t.condition, "severity": t.severity.value},
+        )
+        existing = self._find_open(check.site, t.condition)
+        if existing is not None:
+            await self._save(
+                lifecycle.join(existing, check=check.name, problem=t.problem, severity=t.severity, now=now)
+            )
+            return
+        if self.is_silenced(check.site, now):
+            log.info("maintenance: no incident opened", extra={"site": check.site, "condition": t.condition})
+            return
+        await self.open_incident(check, t.condition, t.severity, t.problem, t.streak, now)
+
+    async def open_incident(
+        self, check: Check, condition: str, severity: Severity, problem: Problem, streak: int, now: float
+    ) -> Incident:
+        policy = self.config.conditions[condition]
+        day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+        number = await self.store.reserve_incident_number(day)
+        incident = lifecycle.open_incident(
+            incident_id=incident_id(day, severity, number),
+            site=check.site,
+            client=check.client,
+            check=check.name,
+            policy=policy,
+            severity=severity,
+            problem=problem,
+            streak=streak,
+            now=now,
+        )
+        incident, outbox = planner.on_open(incident, policy, self.config, now)
+        if not await self.store.create_incident(incident, outbox):
+            # Someone else (another replica, or us before a crash) opened it first: join that one.
+            found = await self.store.find_open_incident(check.site, condition)
+            assert found is not None
+            incident = lifecycle.join(found, check=check.name, problem=problem, severity=severity, now=now)
+            await self._save(incident)
+            return incident
+        self.telemetry.incidents_opened[(condition, severity.value)] += 1
+        self.open[incident.id] = incident
+        log.error(
+            "incident opened: %s",
+            incident.description,
+            extra={"incident": incident.id, "site": check.site, "condition": condition, "severity": severity.value},
+        )
+        await self._after_change(incident)
+        return incident
+
+    async def _changed(self, check: Check, t: Changed, now: float) -> None:
+        existing = self._find_open(check.site, t.condition)
+        if existing is not None:
+            await self._save(
+                lifecycle.join(existing, check=check.name, problem=t.problem, severity=t.severity, now=now)
+            )
+
+    async def _recovered(self, check: Check, t: Recovered, now: float) -> None:
+        self.recently_cleared.add((check.site, t.condition))
+        existing = self._find_open(check.site, t.condition)
+        if existing is None:
+            return
+        still = any(
+            key != check.key and key.startswith(f"{check.site}/") and tracks.get(t.condition, Track()).active
+            for key, tracks in self.tracks.items()
+        )
+        incident = lifecycle.recover(existing, check=check.name, streak=t.streak, still_failing=still, now=now)
+        outbox: list[OutboxItem] = []
+        if incident.status is Status.RESOLVED:
+            incident, outbox = planner.on_resolved(incident, self.config, now)
+        await self._save(incident, outbox)
+
+    # -- people ----------------------------------------------------------------------------
+
+    async def acknowledge(self, incident_id: str, by: str) -> Incident:
+        async with self.lock:
+            incident = await self._get_for_change(incident_id)
+            now = self.clock.now()
+            was = incident.status
+            incident = lifecycle.acknowledge(incident, by=by, now=now)
+            outbox: list[OutboxItem] = []
+            if was is Status.INVESTIGATING:
+                incident, outbox = planner.on_acknowledged(incident, self.config, now)
+            await self._save(incident, outbox)
+            return incident
+
+    async def resolve(self, incident_id: str, by: str, note: str) -> Incident:
+        async with self.lock:
+            incident = await self._get_for_change(incident_id)
+            now = self.clock.now()
+            incident = lifecycle.resolve(incident, by=by, note=note, now=now)
+            incident, outbox = planner.on_resolved(incident, self.config, now)
+            await self._save(incident, outbox)
+            return incident
+
+    async def annotate(self, incident_id: str, by: str, note: str) -> Incident:
+        async with self.lock:
+            incident = await self._get_for_change(incident_id)
+            incident = lifecycle.annotate(incident, by=by, note=note, now=self.clock.now())
+            await self._save(incident)
+            return incident
+
+    async def lift_halt(self, *, reason: str, until: float, by: str) -> Override:
+        """The owner's override: lift the halt for the incidents halting now, until `until`."""
+        async with self.lock:
+            now = self.clock.now()
+            override = Override(
+                id=f"override-{int(now)}-{pysecrets.token_hex(3)}",
+                action="lift_halt",
+                reason=reason,
+                by=by,
+                created_at=now,
+                until=until,
+                incident_ids=self.halt.incidents,
+            )
+            await self.store.save_override(override)
+            self.overrides.insert(0, override)
+            for iid in override.incident_ids:
+                incident = self.open.get(iid)
+                if incident is not None:
+                    detail = f"halt lifted until {_iso(until)}: {reason}"
+                    await self._save(lifecycle.add_event(incident, now, "override", detail, by))
+            await self._refresh_halt()
+            return override
+
+    async def cancel_override(self, *, by: str) -> Override | None:
+        async with self.lock:
+            now = self.clock.now()
+            active = next((o for o in self.overrides if o.active(now)), None)
+            if active is None:
+                return None
+            revoked = replace(active, revoked_at=now)
+            await self.store.save_override(revoked)
+            self.overrides = [revoked if o.id == active.id else o for o in self.overrides]
+            for iid in active.incident_ids:
+                incident = self.open.get(iid)
+                if incident is not None:
+                    await self._save(lifecycle.add_event(incident, now, "override_cancelled", "halt restored", by))
+            await self._refresh_halt()
+            return revoked
+
+    async def _get_for_change(self, incident_id: str) -> Incident:
+        incident = self.open.get(incident_id) or await self.store.get_incident(incident_id)
+        if incident is None:
+            raise KeyError(incident_id)
+        return incident
+
+    # -- persistence and side effects ------------------------------------------------------
+
+    async def _save(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> None:
+        await self.store.update_incident(incident, outbox)
+        if incident.is_open:
+            self.open[incident.id] = incident
+        else:
+            self.open.pop(incident.id, None)
+            log.warning("incident resolved", extra={"incident": incident.id, "site": incident.site})
+        await self._after_change(incident)
+
+    async def _after_change(self, incident: Incident) -> None:
+        await self._publish(incident)
+        await self._refresh_halt()
+        for callback in self.on_change:
+            callback()
+
+    async def _publish(self, incident: Incident) -> None:
+        """Write the report file and, once per status, the chatroom post."""
+        posted_key = incident.status.value
+        try:
+            await asyncio.to_thread(self.reports.write, incident)
+            if posted_key not in incident.posted:
+                await asyncio.to_thread(self.reports.post, incident)
+                marked = replace(incident, posted=(*incident.posted, posted_key))
+                await self.store.update_incident(marked)
+                if marked.is_open:
+                    self.open[marked.id] = marked
+        except OSError:
+            log.exception("cannot write incident report", extra={"incident": incident.id})
+
+    async def _refresh_halt(self) -> None:
+        state = compute(list(self.open.values()), self.overrides, self.clock.now())
+        changed = (state.halted, state.incidents) != (self.halt.halted, self.halt.incidents)
+        self.halt = state
+        if changed:
+            if state.halted:
+                log.error("HALT: %s", ", ".join(state.conditions), extra={"event_id": "halt"})
+            else:
+                log.warning("halt cleared", extra={"event_id": "halt_cleared"})
+        try:
+            await asyncio.to_thread(write_halt_file, self.config.workspace, state)
+        except OSError:
+            log.exception("cannot write the HALT file")
+
+    async def _ticker(self) -> None:
+        """Escalations, reminders, override expiry and outbox depth, once a second."""
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ticker error")
+            await self.clock.sleep(TICK)
+
+    async def tick(self) -> None:
+        now = self.clock.now()
+        async with self.lock:
+            for incident in list(self.open.values()):
+                policy = self.config.conditions.get(incident.condition)
+                if policy is None:
+                    continue
+                plan = planner.on_tick(incident, policy, self.config, now)
+                if plan is not None:
+                    await self._save(*plan)
+            await self._refresh_halt()
+        self.telemetry.queue_depth = await self.store.outbox_depth()
+
+    # -- views -----------------------------------------------------------------------------
+
+    def open_incidents(self) -> list[Incident]:
+        return sorted(self.open.values(), key=lambda i: (i.severity.rank, i.opened_at))
+
+    def condition_states(self) -> dict[tuple[str, str], Severity | None]:
+        """(site, condition) -> severity while active, None when it was active and cleared."""
+        out: dict[tuple[str, str], Severity | None] = dict.fromkeys(self.recently_cleared)
+        for key, tracks in self.tracks.items():
+            site = key.split("/", 1)[0]
+            for condition, track in tracks.items():
+                if track.active:
+                    prev = out.get((site, condition))
+                    sev = track.severity or Severity.SEV3
+                    out[(site, condition)] = sev if prev is None else Severity.worst(prev, sev)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        sites: dict[str, dict[str, Any]] = {}
+        for check in self.config.checks:
+            site = sites.setdefault(
+                check.site, {"name": check.site, "client": check.client, "state": "up", "checks": []}
+            )
+            view = self.views[check.key].to_json(self.tracks.get(check.key, {}))
+            site["checks"].append(view)
+        order = {"down": 0, "failing": 1, "pending": 2, "up": 3}
+        for site in sites.values():
+            site["state"] = min((c["state"] for c in site["checks"]), key=order.__getitem__, default="up")
+            site["open_incidents"] = [i.id for i in self.open.values() if i.site == site["name"]]
+        return {
+            "halted": self.halt.halted,
+            "sites": list(sites.values()),
+            "open_incidents": [i.to_json() for i in self.open_incidents()],
+        }
+
+    @property
+    def workspace(self) -> Path:
+        return self.config.workspace
+
+
+def _iso(ts: float) -> str:
+    return rfc3339(ts) or ""

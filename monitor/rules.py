@@ -1,0 +1,152 @@
+"""Pure rules: (check state, probe result) -> (new check state, condition transitions).
+
+Each check keeps one Track per condition it has failed. A result that does not
+fail a tracked condition counts as a pass for it. A condition trips after
+`failure_threshold` consecutive failing probes and recovers after
+`success_threshold` consecutive passing ones. Conditions that wait for a person
+to resolve them (security_breach, data_loss, financial_error by default) are
+evidence, not symptoms: they trip on the first probe that shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from monitor.config import Check, ConditionPolicy
+from monitor.results import FailureKind, ProbeResult, Problem, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    failures: int = 0
+    successes: int = 0
+    active: bool = False
+    problem: Problem | None = None
+    severity: Severity | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.problem
+        return {
+            "failures": self.failures,
+            "successes": self.successes,
+            "active": self.active,
+            "severity": self.severity.value if self.severity else None,
+            "problem": None
+            if p is None
+            else {
+                "condition": p.condition,
+                "kind": p.kind.value,
+                "summary": p.summary,
+                "severity": p.severity.value if p.severity else None,
+                "evidence": list(p.evidence),
+            },
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Track:
+        p = doc.get("problem")
+        problem = (
+            None
+            if p is None
+            else Problem(
+                condition=p["condition"],
+                kind=FailureKind(p["kind"]),
+                summary=p["summary"],
+                severity=Severity(p["severity"]) if p.get("severity") else None,
+                evidence=tuple(p.get("evidence", ())),
+            )
+        )
+        sev = doc.get("severity")
+        return cls(doc["failures"], doc["successes"], doc["active"], problem, Severity(sev) if sev else None)
+
+
+CheckState = Mapping[str, Track]
+
+
+@dataclass(frozen=True, slots=True)
+class Tripped:
+    condition: str
+    severity: Severity
+    problem: Problem
+    streak: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """Still failing, but the problem or its severity changed: worth a timeline entry."""
+
+    condition: str
+    severity: Severity
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    condition: str
+    streak: int
+
+
+Transition = Tripped | Changed | Recovered
+
+
+def evaluate(
+    state: CheckState, result: ProbeResult, check: Check, policies: Mapping[str, ConditionPolicy]
+) -> tuple[dict[str, Track], list[Transition]]:
+    """Advance every track of one check by one probe result."""
+    failing = _by_condition(result, check)
+    out: dict[str, Track] = {}
+    transitions: list[Transition] = []
+    for condition in [*state, *(c for c in failing if c not in state)]:
+        track = state.get(condition, Track())
+        problem = failing.get(condition)
+        policy = policies.get(condition)
+        if problem is None:
+            track, transition = _passed(track, condition, check.success_threshold)
+        else:
+            threshold = 1 if policy is not None and not policy.auto_resolve else check.failure_threshold
+            severity = check.severity or problem.severity or (policy.severity if policy else Severity.SEV3)
+            track, transition = _failed(track, condition, problem, severity, threshold)
+        if transition is not None:
+            transitions.append(transition)
+        if track.active or track.failures:
+            out[condition] = track
+    return out, transitions
+
+
+def _by_condition(result: ProbeResult, check: Check) -> dict[str, Problem]:
+    """The first (most serious) problem per condition, after the check's own overrides."""
+    out: dict[str, Problem] = {}
+    for problem in result.problems:
+        if check.condition is not None:
+            problem = replace(problem, condition=check.condition)
+        if problem.condition in out:
+            first = out[problem.condition]
+            out[problem.condition] = replace(first, evidence=first.evidence + problem.evidence)
+        else:
+            out[problem.condition] = problem
+    return out
+
+
+def _failed(
+    track: Track, condition: str, problem: Problem, severity: Severity, threshold: int
+) -> tuple[Track, Transition | None]:
+    failures = track.failures + 1
+    new = Track(failures, 0, track.active, problem, severity)
+    if not track.active and failures >= threshold:
+        return replace(new, active=True), Tripped(condition, severity, problem, failures)
+    if track.active and (
+        track.problem is None or track.problem.summary != problem.summary or track.severity != severity
+    ):
+        return new, Changed(condition, severity, problem)
+    return new, None
+
+
+def _passed(track: Track, condition: str, threshold: int) -> tuple[Track, Transition | None]:
+    if not track.active:
+        return Track(), None
+    successes = track.successes + 1
+    if successes >= threshold:
+        return Track(), Recovered(condition, successes)
+    return Track(0, successes, True, track.problem, track.severity), None
