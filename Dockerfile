@@ -50,7 +50,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels -c /tmp/requirements.lock monitor \
  && monitor --help > /dev/null
 
-# Relative paths in sites.yaml (store sqlite:///./monitor.db, workspace .) land in the volume.
+# State lives in /data: point sites.yaml at it (store: sqlite:////data/monitor.db,
+# workspace: /data). A relative workspace resolves next to the config file, in read-only /config.
 WORKDIR /data
 VOLUME ["/config", "/data"]
 EXPOSE 9400
