@@ -23,6 +23,7 @@ class Scripted:
     status: int
     retry_after: float | None = None
     garbled: bool = False
+    path: str = ""  # only requests whose path starts with this
 
 
 class FakeServer:
@@ -52,13 +53,13 @@ class FakeServer:
             await self._runner.cleanup()
             self._runner = None
 
-    def fail(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next `times` requests with `status` (and Retry-After when given)."""
-        self._script += [Scripted(status, retry_after) for _ in range(times)]
+    def fail(self, status: int, times: int = 1, retry_after: float | None = None, path: str = "") -> None:
+        """Answer the next `times` requests (under `path`) with `status` (and Retry-After when given)."""
+        self._script += [Scripted(status, retry_after, path=path) for _ in range(times)]
 
-    def garble(self, times: int = 1) -> None:
-        """Answer the next `times` requests 200 with a body that is not JSON."""
-        self._script += [Scripted(200, garbled=True) for _ in range(times)]
+    def garble(self, times: int = 1, path: str = "") -> None:
+        """Answer the next `times` requests (under `path`) 200 with a body that is not JSON."""
+        self._script += [Scripted(200, garbled=True, path=path) for _ in range(times)]
 
     def error_body(self, status: int) -> dict[str, object]:
         """The platform's JSON error body for `status`; fakes override it."""
@@ -67,9 +68,10 @@ class FakeServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
-        if not self._script:
+        step = next((s for s in self._script if request.path.startswith(s.path)), None)
+        if step is None:
             return await handler(request)
-        step = self._script.pop(0)
+        self._script.remove(step)
         if step.garbled:
             return web.Response(status=200, text="<html>upstream hiccup", content_type="text/html")
         headers = {"Retry-After": f"{step.retry_after:g}"} if step.retry_after is not None else {}
