@@ -15,6 +15,7 @@ import yaml
 from monitor import notify, probes
 from monitor.conditions import ACK_DEADLINE, BUILT_INS
 from monitor.errors import ConfigError, ConfigIssue
+from monitor.maintenance import MaintenanceWindow, unknown_sites
 from monitor.redact import Secret
 from monitor.results import Severity
 from monitor.schema import Duration, Reader, join, schema_fields
@@ -72,6 +73,23 @@ class MonitorSettings:
             yield "store", f"expected sqlite:///path or postgresql://…, got {self.store.split(':')[0]!r}"
         if self.max_concurrency < 1:
             yield "max_concurrency", "must be at least 1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationSettings:
+    """Outbox and storm control (docs/oncall.md). group_threshold 0 turns grouping off."""
+
+    group_window: Duration = Duration(30)
+    group_threshold: int = 3
+    retry_initial: Duration = Duration(1)
+    retry_max: Duration = Duration(300)
+    drain_timeout: Duration = Duration(10)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.group_threshold < 0 or self.group_threshold == 1:
+            yield "group_threshold", "must be 0 (off) or at least 2"
+        if self.retry_initial <= 0 or self.retry_max < self.retry_initial:
+            yield "retry_max", "retry_initial must be > 0 and retry_max at least retry_initial"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +247,8 @@ class RawConfig:
     channels: dict[str, ChannelSpec] = field(default_factory=dict)
     conditions: dict[str, ConditionOverride] = field(default_factory=dict)
     sites: tuple[RawSite, ...] = ()
+    notifications: NotificationSettings = NotificationSettings()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,6 +263,8 @@ class Config:
     conditions: Mapping[str, ConditionPolicy]
     checks: tuple[Check, ...]
     sites: Mapping[str, str]  # site name -> client
+    notifications: NotificationSettings = NotificationSettings()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     @property
     def workspace(self) -> Path:
@@ -320,6 +342,8 @@ def _resolve(raw: RawConfig, reader: Reader, root: yaml.Node, file: str) -> Conf
                 )
     conditions = _conditions(raw, locate)
     checks, sites = _checks(raw, conditions, locate)
+    for wi, si, site in unknown_sites(raw.maintenance, sites):
+        locate.error(["maintenance", wi, "sites", si], f"unknown site {site!r}{_hint(site, sites)}")
     return Config(
         source=file,
         monitor=raw.monitor,
@@ -329,6 +353,8 @@ def _resolve(raw: RawConfig, reader: Reader, root: yaml.Node, file: str) -> Conf
         conditions=conditions,
         checks=tuple(checks),
         sites=sites,
+        notifications=raw.notifications,
+        maintenance=raw.maintenance,
     )
 
 
@@ -424,8 +450,8 @@ def _threshold_rules(failures: int, successes: int) -> Iterator[tuple[str, str]]
 
 
 def _timing_rules(interval: float, timeout: float) -> Iterator[tuple[str, str]]:
-    if interval < 1:
-        yield "interval", "must be at least 1s"
+    if interval < 0.1:
+        yield "interval", "must be at least 100ms"
     if timeout <= 0:
         yield "timeout", "must be longer than 0s"
     elif timeout > interval:
@@ -444,11 +470,8 @@ def _type_of(reader: Reader, node: yaml.Node, path: str, registry: Mapping[str, 
         return None
     kind = str(got[0])
     if kind not in registry:
-        reader.error(
-            pairs["type"][1],
-            join(path, "type"),
-            f"unknown {what} type {kind!r}{_hint(kind, registry)}; known: {', '.join(sorted(registry))}",
-        )
+        hint = _hint(kind, registry) or f"; known: {', '.join(sorted(registry))}"
+        reader.error(pairs["type"][1], join(path, "type"), f"unknown {what} type {kind!r}{hint}")
         return None
     return kind
 

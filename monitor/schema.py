@@ -221,7 +221,10 @@ class Reader:
             return convert(raw, env is not None)
         except (ValueError, TypeError):
             shown = "a secret" if tp is Secret else _Fmt(raw, env)
-            self.error(node, path, f"expected {expected}, got {shown}")
+            hint = ""
+            if tp is Duration and isinstance(raw, int | float) and not isinstance(raw, bool):
+                hint = f" (add a unit, e.g. {raw}s)"
+            self.error(node, path, f"expected {expected}, got {shown}{hint}")
             return None
 
     def _sequence(self, item: Any, node: yaml.Node, path: str) -> tuple[Any, ...] | None:

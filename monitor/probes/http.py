@@ -74,7 +74,8 @@ class StatusSpec:
         try:
             return cls.parse(values)
         except ValueError:
-            reader.error(node, path, f"expected a status like 200, [200, 301], '2xx' or '200-299', got {values!r}")
+            shown = repr(values[0]) if len(values) == 1 and not isinstance(node, yaml.SequenceNode) else repr(values)
+            reader.error(node, path, f"expected a status like 200, [200, 301], '2xx' or '200-299', got {shown}")
             return None
 
 
