@@ -83,6 +83,8 @@ class SqliteStore:
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self._name()}: {exc}") from exc
 
+        if self._db is None:  # closed: the worker thread is gone too
+            raise StoreError(f"{self._name()}: store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _name(self) -> str:
@@ -113,19 +115,23 @@ class SqliteStore:
         await asyncio.get_running_loop().run_in_executor(self._pool, connect)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(f"{self._name()}: schema version {version} is newer than this monitor ({len(MIGRATIONS)})")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        # The version is read inside the write lock: two processes opening a fresh file at once
+        # must not both run migration 1.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self._name()}: schema version {version} is newer than this monitor ({len(MIGRATIONS)})"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={number}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         def close() -> None:
