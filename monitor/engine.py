@@ -29,8 +29,10 @@ from monitor.halt import HaltState, compute, write_halt_file
 from monitor.incidents import lifecycle
 from monitor.incidents.model import Incident, Status, incident_id
 from monitor.incidents.report import Reports
+from monitor.maintenance import GLOBAL, Maintenance, Silence, silence_duration
 from monitor.metrics import Telemetry
 from monitor.notify import planner
+from monitor.notify.outbox import OutboxWorker
 from monitor.probes import ProbeContext
 from monitor.probes._http import trace_config
 from monitor.results import FailureKind, ProbeResult, Problem, Severity
@@ -129,7 +131,9 @@ class Engine:
         self.lock = asyncio.Lock()
         self.background: list[asyncio.Task[None]] = []
         self.on_change: list[Callable[[], None]] = []  # e.g. wake the outbox worker
-        self.is_silenced: Callable[[str, float], bool] = lambda _site, _now: False
+        self.maintenance = Maintenance(config.maintenance)
+        self.is_silenced: Callable[[str, float], bool] = self.maintenance.is_silenced
+        self.outbox: OutboxWorker | None = None
         self.recently_cleared: set[tuple[str, str]] = set()
         self._stopping = asyncio.Event()
         self._scheduler: Any = None
@@ -146,11 +150,16 @@ class Engine:
         for incident in await self.store.list_incidents("open", limit=100_000):
             self.open[incident.id] = incident
         self.overrides = await self.store.list_overrides()
+        stored = await self.store.get_probe_state("maintenance", "silences") or []
+        self.maintenance.silences = [Silence.from_record(s) for s in stored]
         self.telemetry.queue_depth = await self.store.outbox_depth()
         await self._reconcile()
         self.session = self.new_session()
         self.ready = True
         self.background.append(asyncio.create_task(self._ticker(), name="ticker"))
+        self.outbox = OutboxWorker(self.store, self.config, self.clock, self.session, self.telemetry)
+        self.on_change.append(self.outbox.wake)
+        self.background.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         if schedule:
             from monitor.scheduler import Scheduler
 
@@ -183,6 +192,8 @@ class Engine:
         self._stopping.set()
         if self._scheduler is not None:
             await self._scheduler.stop()
+        if self.outbox is not None:  # SIGTERM: flush for a bounded time; the rest waits in the store
+            await self.outbox.drain(self.config.notifications.drain_timeout)
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -403,6 +414,53 @@ class Engine:
             await self._refresh_halt()
             return revoked
 
+    async def silence_site(self, site: str, by: str, reason: str, duration: float | str) -> dict[str, Any]:
+        """Put `site` (\"*\": every site) in maintenance for `duration` (seconds or \"2h\"), durably.
+
+        KeyError for an unknown site, ValueError for a duration outside (0, 7d].
+        """
+        if site != GLOBAL and site not in self.config.sites:
+            raise KeyError(site)
+        seconds = silence_duration(duration)
+        async with self.lock:
+            now = self.clock.now()
+            silence = Silence(
+                id=f"silence-{int(now)}-{pysecrets.token_hex(3)}",
+                site=site,
+                by=by,
+                reason=reason,
+                created_at=now,
+                until=now + seconds,
+            )
+            await self._save_silences([*self.maintenance.prune(now), silence])
+            for incident in [i for i in self.open.values() if silence.covers(i.site)]:
+                detail = f"maintenance until {_iso(silence.until)}: {reason}"
+                await self._save(lifecycle.add_event(incident, now, "silenced", detail, by))
+        log.warning("maintenance: %s silenced by %s", site, by, extra={"site": site, "event_id": "silenced"})
+        return silence.to_json()
+
+    async def unsilence_site(self, site: str, by: str) -> list[dict[str, Any]]:
+        """End `site`'s runtime silences now; returns the ended ones (configured windows stay)."""
+        async with self.lock:
+            now = self.clock.now()
+            live = self.maintenance.prune(now)
+            ended = [replace(s, until=now) for s in live if s.site == site]
+            await self._save_silences([s for s in live if s.site != site])
+        if ended:
+            log.warning("maintenance: %s unsilenced by %s", site, by, extra={"site": site, "event_id": "unsilenced"})
+        return [s.to_json() for s in ended]
+
+    def maintenance_view(self) -> dict[str, Any]:
+        """Which sites are in maintenance now and why, plus the live silences."""
+        now = self.clock.now()
+        why = {site: self.maintenance.why(site, now) for site in self.config.sites}
+        live = [s.to_json() for s in self.maintenance.silences or () if s.active(now)]
+        return {"sites": {site: reason for site, reason in why.items() if reason}, "silences": live}
+
+    async def _save_silences(self, silences: list[Silence]) -> None:
+        await self.store.put_probe_state("maintenance", "silences", [s.to_record() for s in silences])
+        self.maintenance.silences = silences
+
     async def _get_for_change(self, incident_id: str) -> Incident:
         incident = self.open.get(incident_id) or await self.store.get_incident(incident_id)
         if incident is None:
@@ -470,7 +528,7 @@ class Engine:
         async with self.lock:
             for incident in list(self.open.values()):
                 policy = self.config.conditions.get(incident.condition)
-                if policy is None:
+                if policy is None or self.is_silenced(incident.site, now):  # maintenance: no escalation
                     continue
                 plan = planner.on_tick(incident, policy, self.config, now)
                 if plan is not None:
