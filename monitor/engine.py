@@ -415,7 +415,7 @@ class Engine:
             return revoked
 
     async def silence_site(self, site: str, by: str, reason: str, duration: float | str) -> dict[str, Any]:
-        """Put `site` (\"*\": every site) in maintenance for `duration` (seconds or \"2h\"), durably.
+        """Put `site` ("*": every site) in maintenance for `duration` (seconds or "2h"), durably.
 
         KeyError for an unknown site, ValueError for a duration outside (0, 7d].
         """
