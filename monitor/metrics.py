@@ -172,3 +172,10 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily(
             "monitor_checks_configured", "Checks in the loaded config", value=float(len(e.config.checks))
         )
+        maintenance = GaugeMetricFamily(
+            "monitor_site_maintenance", "1 while the site is in a maintenance window or silenced", labels=["site"]
+        )
+        now = e.clock.now()
+        for site in sorted(e.config.sites):
+            maintenance.add_metric([site], 1.0 if e.is_silenced(site, now) else 0.0)
+        yield maintenance
