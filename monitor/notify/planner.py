@@ -18,50 +18,63 @@ from monitor.results import Severity
 from monitor.store import OutboxItem
 
 Plan = tuple[Incident, list[OutboxItem]]
+SEV4_NEVER_PAGES = "SEV-4 never pages"
 
 
 def page(incident: Incident, handles: Sequence[str], *, event: str, step: str, config: Config, now: float) -> Plan:
-    """Queue `event` for each person through each of their channels; record who was paged."""
-    items: list[OutboxItem] = []
-    view = incident.to_json()
+    """Queue `event` for each person through each of their channels; record who was paged.
+
+    The rows carry the incident as it is after this change (its `paged` list and timeline
+    already include this page), which is what receivers see.
+    """
     paged = list(incident.paged)
+    routes: list[tuple[str, tuple[str, ...]]] = []
     for handle in handles:
         person = config.people.get(handle)
         channels = person.notify if person else ()
-        for channel in channels:
-            items.append(
-                OutboxItem(
-                    key=f"{incident.id}:{event}:{step}:{handle}:{channel}",
-                    channel=channel,
-                    recipient=handle,
-                    event=event,
-                    incident_ids=(incident.id,),
-                    payload={"incident": view},
-                    created_at=now,
-                    next_attempt_at=now,
-                )
-            )
+        routes.append((handle, channels))
         if event in ("opened", "escalated") and handle not in paged:
             paged.append(handle)
         via = ", ".join(channels) if channels else "no channel configured"
         incident = add_event(
             incident, now, "paged" if event in ("opened", "escalated") else f"notified_{event}", f"@{handle} via {via}"
         )
-    return replace(incident, paged=tuple(paged)), items
+    incident = replace(incident, paged=tuple(paged))
+    view = incident.to_json()
+    items = [
+        OutboxItem(
+            key=f"{incident.id}:{event}:{step}:{handle}:{channel}",
+            channel=channel,
+            recipient=handle,
+            event=event,
+            incident_ids=(incident.id,),
+            payload={"incident": view},
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for handle, channels in routes
+        for channel in channels
+    ]
+    return incident, items
 
 
 def on_open(incident: Incident, policy: ConditionPolicy, config: Config, now: float) -> Plan:
+    """Page the first responders (the whole chain with escalate_immediately; the chain's
+    first person when no first responder is configured) and set the ack deadline."""
     if incident.severity is Severity.SEV4:
-        return add_event(incident, now, "not_paged", "SEV-4 never pages"), []
+        return add_event(incident, now, "not_paged", SEV4_NEVER_PAGES), []
     chain = policy.escalation
     if policy.escalate_immediately:
         targets = _unique([*policy.first_responders, *chain])
         incident = replace(incident, escalation_step=len(chain), next_escalation_at=None)
     else:
         targets = list(policy.first_responders)
+        step = 0
+        if not targets and chain:  # nobody first in line: don't let a SEV-1 wait a deadline for nothing
+            targets, step = [chain[0]], 1
         deadline = policy.ack_deadline(incident.severity)
-        due = now + deadline if chain and deadline is not None else None
-        incident = replace(incident, escalation_step=0, next_escalation_at=due)
+        due = now + deadline if step < len(chain) and deadline is not None else None
+        incident = replace(incident, escalation_step=step, next_escalation_at=due)
     if policy.remind_every:
         incident = replace(incident, next_reminder_at=now + policy.remind_every)
     if not targets:
@@ -70,7 +83,12 @@ def on_open(incident: Incident, policy: ConditionPolicy, config: Config, now: fl
 
 
 def on_tick(incident: Incident, policy: ConditionPolicy, config: Config, now: float) -> Plan | None:
-    """Escalate an unacknowledged incident past its deadline, or remind; None when nothing is due."""
+    """Escalate an unacknowledged incident past its deadline, or remind; None when nothing is due.
+
+    An incident opened as SEV-4 (not paged) whose severity was raised since is paged now.
+    """
+    if incident.is_open and incident.severity is not Severity.SEV4 and _sev4_unpaged(incident):
+        return on_open(incident, policy, config, now)
     if (
         incident.status is Status.INVESTIGATING
         and incident.next_escalation_at is not None
@@ -83,7 +101,7 @@ def on_tick(incident: Incident, policy: ConditionPolicy, config: Config, now: fl
         and now >= incident.next_reminder_at
         and policy.remind_every
     ):
-        count = sum(1 for e in incident.timeline if e.event == "notified_reminder") + 1
+        count = len({e.at for e in incident.timeline if e.event == "notified_reminder"}) + 1
         targets = list(incident.paged)
         incident = replace(incident, next_reminder_at=now + policy.remind_every)
         return page(incident, targets, event="reminder", step=str(count), config=config, now=now)
@@ -111,6 +129,14 @@ def on_acknowledged(incident: Incident, config: Config, now: float) -> Plan:
 
 def on_resolved(incident: Incident, config: Config, now: float) -> Plan:
     return page(incident, list(incident.paged), event="resolved", step="0", config=config, now=now)
+
+
+def _sev4_unpaged(incident: Incident) -> bool:
+    """Nobody was paged, and the last reason for that was the SEV-4 rule."""
+    if incident.paged:
+        return False
+    reasons = [e.detail for e in incident.timeline if e.event == "not_paged"]
+    return bool(reasons) and reasons[-1] == SEV4_NEVER_PAGES
 
 
 def _unique(items: Sequence[str]) -> list[str]:
