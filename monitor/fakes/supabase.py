@@ -61,7 +61,7 @@ class FakeSupabase(FakeServer):
         r.add_get("/auth/v1/health", self._auth_health)
         r.add_get("/storage/v1/health", self._storage_health)
         r.add_route("*", "/rest/v1/rpc/{fn}", self._rpc)
-        r.add_route("GET", "/rest/v1/{table}", self._table)  # aiohttp answers HEAD for GET routes
+        r.add_get("/rest/v1/{table}", self._table)  # add_get also answers HEAD
         r.add_get("/v1/projects/{ref}/health", self._mgmt_health)
         r.add_get("/v1/projects/{ref}/database/backups", self._mgmt_backups)
 
