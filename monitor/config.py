@@ -170,7 +170,20 @@ _COMMON_CHECK_KEYS = (
     "success_threshold",
     "condition",
     "severity",
+    "confirm",
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Confirm:
+    """Probe from each of `regions` and trip only when `quorum` of them fail (see cluster.py)."""
+
+    regions: tuple[str, ...]
+    quorum: int | None = None
+
+    @property
+    def needed(self) -> int:
+        return self.quorum if self.quorum is not None else len(self.regions) // 2 + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +196,7 @@ class CheckCommon:
     success_threshold: int | None = None
     condition: str | None = None
     severity: Severity | None = None
+    confirm: Confirm | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +214,7 @@ class Check:
     success_threshold: int
     condition: str | None = None
     severity: Severity | None = None
+    confirm: Confirm | None = None
 
     @property
     def key(self) -> str:
@@ -432,7 +447,11 @@ def _checks(
                 success_threshold=c.success_threshold or d.success_threshold,
                 condition=c.condition,
                 severity=c.severity,
+                confirm=c.confirm,
             )
+            if c.confirm is not None:
+                for key, message in _confirm_rules(c.confirm):
+                    locate.error([*where, "confirm", key], message)
             for key, message in [
                 *_threshold_rules(check.failure_threshold, check.success_threshold),
                 *_timing_rules(check.interval, check.timeout),
@@ -440,6 +459,15 @@ def _checks(
                 locate.error([*where, key], message)
             checks.append(check)
     return checks, sites
+
+
+def _confirm_rules(confirm: Confirm) -> Iterator[tuple[str, str]]:
+    if not confirm.regions:
+        yield "regions", "list at least one region"
+    elif len(set(confirm.regions)) != len(confirm.regions):
+        yield "regions", "regions are listed twice"
+    if confirm.quorum is not None and not 1 <= confirm.quorum <= len(confirm.regions):
+        yield "quorum", f"must be between 1 and the number of regions ({len(confirm.regions)}), got {confirm.quorum}"
 
 
 def _threshold_rules(failures: int, successes: int) -> Iterator[tuple[str, str]]:
