@@ -41,8 +41,10 @@ def test_bundled_sites_yaml_loads_and_encodes_the_protocol() -> None:
     assert c["data_loss"].first_responders == ("diana", "steve")
     assert c["financial_error"].first_responders == ("felix", "sterling")
     assert c["financial_error"].escalate_immediately
-    assert all(c[name].halt and c[name].severity is Severity.SEV1 for name in
-               ("production_down", "security_breach", "data_loss", "financial_error"))
+    assert all(
+        c[name].halt and c[name].severity is Severity.SEV1
+        for name in ("production_down", "security_breach", "data_loss", "financial_error")
+    )
     assert config.checks, "the bundled config has example sites"
 
 
@@ -121,8 +123,11 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_missing_env_var_never_prints_other_values() -> None:
     """An unset variable is named; values of set variables never appear in errors."""
     with pytest.raises(ConfigError) as caught:
-        parse_config("version: 1\nmonitor: {store: '${S}', title: '${T}'}\nsites: []\n", "x.yaml",
-                     {"S": "postgresql://u:hunter2@db/x"})
+        parse_config(
+            "version: 1\nmonitor: {store: '${S}', title: '${T}'}\nsites: []\n",
+            "x.yaml",
+            {"S": "postgresql://u:hunter2@db/x"},
+        )
     assert "environment variable T is not set" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert os.environ.get("T") is None

@@ -42,7 +42,11 @@ sites:
 DOWN = ProbeResult(
     duration=0.01,
     status_code=503,
-    problems=(Problem(condition="production_down", kind=FailureKind.BAD_STATUS, summary="https://shop.acme.example/ answered 503"),),
+    problems=(
+        Problem(
+            condition="production_down", kind=FailureKind.BAD_STATUS, summary="https://shop.acme.example/ answered 503"
+        ),
+    ),
 )
 UP = ProbeResult(duration=0.01, status_code=200)
 
@@ -50,7 +54,11 @@ UP = ProbeResult(duration=0.01, status_code=200)
 def breach(name: str = "sk_live_…#1a2b3c4d") -> ProbeResult:
     return ProbeResult(
         duration=0.01,
-        problems=(Problem(condition="security_breach", kind=FailureKind.ANOMALY, summary=f"serves a Stripe secret key {name}"),),
+        problems=(
+            Problem(
+                condition="security_breach", kind=FailureKind.ANOMALY, summary=f"serves a Stripe secret key {name}"
+            ),
+        ),
     )
 
 
@@ -73,7 +81,11 @@ async def test_threshold_opens_one_sev1_incident_and_halts(engine_for, config: C
     assert engine.open_incidents() == []
     await feed(engine, clock, [DOWN])
     (incident,) = engine.open_incidents()
-    assert (incident.condition, incident.severity.value, incident.status) == ("production_down", "SEV-1", Status.INVESTIGATING)
+    assert (incident.condition, incident.severity.value, incident.status) == (
+        "production_down",
+        "SEV-1",
+        Status.INVESTIGATING,
+    )
     assert incident.id.endswith("-SEV1-001")
     assert incident.paged == ("owen", "derek")
     assert engine.halt.halted and engine.halt.conditions == ("production_down",)
@@ -157,7 +169,12 @@ async def test_escalate_immediately_pages_the_whole_chain_at_open(engine_for, co
     """financial_error pages first responders and the whole chain at once."""
     clock = FakeClock()
     engine = await engine_for(config, clock)
-    money = ProbeResult(duration=0.01, problems=(Problem(condition="financial_error", kind=FailureKind.ANOMALY, summary="duplicate charge ch_1, ch_2"),))
+    money = ProbeResult(
+        duration=0.01,
+        problems=(
+            Problem(condition="financial_error", kind=FailureKind.ANOMALY, summary="duplicate charge ch_1, ch_2"),
+        ),
+    )
     await feed(engine, clock, [money])
     (incident,) = engine.open_incidents()
     assert incident.paged == ("owen", "marcus", "jonny")

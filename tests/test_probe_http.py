@@ -42,13 +42,17 @@ def check_of(yaml_check: str) -> HttpCheck:
 
 
 async def probe(session: aiohttp.ClientSession, yaml_check: str, timeout: float = 2.0) -> ProbeResult:
-    ctx = ProbeContext(site="s", check="http", timeout=timeout, session=session, clock=SystemClock(), state=MemoryState())
+    ctx = ProbeContext(
+        site="s", check="http", timeout=timeout, session=session, clock=SystemClock(), state=MemoryState()
+    )
     return await probe_http(check_of(yaml_check), ctx)
 
 
 async def test_healthy_page_passes_with_timings(session: aiohttp.ClientSession, target: Target) -> None:
     """200 with the expected text: ok, status recorded, phases measured."""
-    result = await probe(session, f'{{type: http, url: "{target.url}", expect: {{status: 200, body_contains: "Add to cart"}}}}')
+    result = await probe(
+        session, f'{{type: http, url: "{target.url}", expect: {{status: 200, body_contains: "Add to cart"}}}}'
+    )
     assert result.ok and result.status_code == 200
     assert {"first_byte", "total"} <= set(result.phases)
 
@@ -135,7 +139,9 @@ async def test_body_over_cap_is_too_large(session: aiohttp.ClientSession, target
 async def test_redirects_followed_or_refused(session: aiohttp.ClientSession, target: Target) -> None:
     """With follow_redirects false a 302 is judged as is (not in the default 2xx/3xx? it is)."""
     target.status, target.headers = 302, {"Location": "/elsewhere"}
-    result = await probe(session, f'{{type: http, url: "{target.url}", follow_redirects: false, expect: {{status: 200}}}}')
+    result = await probe(
+        session, f'{{type: http, url: "{target.url}", follow_redirects: false, expect: {{status: 200}}}}'
+    )
     assert result.problems[0].summary.endswith("answered 302")
 
 

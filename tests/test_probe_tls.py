@@ -32,6 +32,7 @@ async def https_server(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(ctx)
         app = web.Application()
+
         async def ok(_: web.Request) -> web.Response:
             return web.Response(text="ok")
 

@@ -25,7 +25,9 @@ T0 = 1_795_600_000.0  # 2026-11-25T…
 
 
 def opened() -> Incident:
-    problem = Problem(condition="production_down", kind=FailureKind.BAD_STATUS, summary="https://shop.acme.example/ answered 503")
+    problem = Problem(
+        condition="production_down", kind=FailureKind.BAD_STATUS, summary="https://shop.acme.example/ answered 503"
+    )
     return lifecycle.open_incident(
         incident_id=incident_id("20261125", Severity.SEV1, 1),
         site="acme-shop",
@@ -69,7 +71,11 @@ def test_lifecycle_ack_then_resolve() -> None:
     assert incident.status is Status.MITIGATING and incident.acknowledged_at == T0 + 60
     incident = lifecycle.resolve(incident, by="owen", note="rolled back", now=T0 + 600)
     assert incident.status is Status.RESOLVED
-    assert [(e.event, e.by) for e in incident.timeline] == [("opened", "monitor"), ("acknowledged", "owen"), ("resolved", "owen")]
+    assert [(e.event, e.by) for e in incident.timeline] == [
+        ("opened", "monitor"),
+        ("acknowledged", "owen"),
+        ("resolved", "owen"),
+    ]
 
 
 def test_resolved_report_has_the_post_incident_section() -> None:

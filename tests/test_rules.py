@@ -25,8 +25,12 @@ sites:
 CHECK, FORCED = CONFIG.checks
 
 
-def fail(condition: str = "production_down", summary: str = "https://shop.example/ answered 503", **kw: Any) -> ProbeResult:
-    return ProbeResult(duration=0.01, problems=(Problem(condition=condition, kind=FailureKind.BAD_STATUS, summary=summary, **kw),))
+def fail(
+    condition: str = "production_down", summary: str = "https://shop.example/ answered 503", **kw: Any
+) -> ProbeResult:
+    return ProbeResult(
+        duration=0.01, problems=(Problem(condition=condition, kind=FailureKind.BAD_STATUS, summary=summary, **kw),)
+    )
 
 
 OK = ProbeResult(duration=0.01)
