@@ -51,7 +51,9 @@ MakeCtx = Callable[..., ProbeContext]
 
 @pytest.fixture
 def make_ctx(session: aiohttp.ClientSession, state: MemoryState, clock: FakeClock) -> MakeCtx:
-    def make(*, timeout: float = 5.0, use_clock: Clock | None = None, use_state: MemoryState | None = None) -> ProbeContext:
+    def make(
+        *, timeout: float = 5.0, use_clock: Clock | None = None, use_state: MemoryState | None = None
+    ) -> ProbeContext:
         return ProbeContext(
             site="acme",
             check="probe",

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from monitor.fakes.statuspage import FakeStatuspage
+from monitor.probes import ProbeContext
 from monitor.probes.statuspage import StatuspageCheck, probe_statuspage
 from monitor.results import FailureKind, Severity
-from monitor.probes import ProbeContext
 
 MakeCtx = Callable[..., ProbeContext]
 
@@ -25,8 +25,13 @@ async def test_all_operational_passes(statuspage: FakeStatuspage, make_ctx: Make
     assert "page: none" in result.detail
 
 
-@pytest.mark.parametrize(("indicator", "condition"), [("major", "dependency_outage"), ("critical", "dependency_outage"), ("minor", "degraded")])
-async def test_indicator_maps_to_condition(statuspage: FakeStatuspage, make_ctx: MakeCtx, indicator: str, condition: str) -> None:
+@pytest.mark.parametrize(
+    ("indicator", "condition"),
+    [("major", "dependency_outage"), ("critical", "dependency_outage"), ("minor", "degraded")],
+)
+async def test_indicator_maps_to_condition(
+    statuspage: FakeStatuspage, make_ctx: MakeCtx, indicator: str, condition: str
+) -> None:
     """major/critical are a dependency outage, minor is degraded."""
     statuspage.set_page(indicator)
     result = await probe_statuspage(check(statuspage.url), make_ctx())

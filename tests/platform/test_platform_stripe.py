@@ -45,7 +45,8 @@ async def test_duplicate_charge_is_financial_error_once(stripe: FakeStripe, make
     (problem,) = result.problems
     assert problem.condition == "financial_error"
     assert problem.kind is FailureKind.ANOMALY
-    assert first["id"] in problem.evidence[0] and second["id"] in problem.evidence[0]
+    assert first["id"] in problem.evidence[0]
+    assert second["id"] in problem.evidence[0]
     again = await probe_stripe(check(stripe), make_ctx())
     assert again.ok, "a charge is judged once"
 
@@ -69,14 +70,16 @@ async def test_amount_out_of_bounds(stripe: FakeStripe, make_ctx: MakeCtx) -> No
     big = stripe.add_charge(900_000)
     result = await probe_stripe(check(stripe, amount_bounds={"usd": (50, 500_000)}), make_ctx())
     (problem,) = result.problems
-    assert problem.condition == "financial_error" and big["id"] in problem.evidence[0]
+    assert problem.condition == "financial_error"
+    assert big["id"] in problem.evidence[0]
 
 
 async def test_unexpected_currency(stripe: FakeStripe, make_ctx: MakeCtx) -> None:
     """A charge in a currency not listed is a financial error."""
     odd = stripe.add_charge(1000, "jpy")
     (problem,) = (await probe_stripe(check(stripe, currencies=("usd", "eur")), make_ctx())).problems
-    assert "currency" in problem.summary and odd["id"] in problem.evidence[0]
+    assert "currency" in problem.summary
+    assert odd["id"] in problem.evidence[0]
 
 
 async def test_failed_ratio(stripe: FakeStripe, make_ctx: MakeCtx) -> None:
@@ -106,7 +109,8 @@ async def test_failed_payout(stripe: FakeStripe, make_ctx: MakeCtx) -> None:
     payout = stripe.add_payout(50_000, status="failed")
     stripe.add_payout(60_000)
     (problem,) = (await probe_stripe(check(stripe), make_ctx())).problems
-    assert payout["id"] in problem.evidence[0] and "account_closed" in problem.evidence[0]
+    assert payout["id"] in problem.evidence[0]
+    assert "account_closed" in problem.evidence[0]
     assert (await probe_stripe(check(stripe), make_ctx())).ok
 
 
@@ -144,7 +148,8 @@ async def test_rate_limit_backs_off(stripe: FakeStripe, make_ctx: MakeCtx, clock
     calls = len(stripe.requests)
     await clock.advance(60)
     (still,) = (await probe_stripe(check(stripe), make_ctx())).problems
-    assert "rate limiting" in still.summary and len(stripe.requests) == calls
+    assert "rate limiting" in still.summary
+    assert len(stripe.requests) == calls
     await clock.advance(61)
     assert (await probe_stripe(check(stripe), make_ctx())).ok
 

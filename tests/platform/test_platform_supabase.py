@@ -59,7 +59,8 @@ async def test_rls_off_is_security_breach(supabase: FakeSupabase, make_ctx: Make
     """An anon read returning rows from a protected table is security_breach."""
     supabase.add_table("profiles", 3, rls=False)
     (problem,) = (await probe_supabase(check(supabase, protected_tables=("profiles",)), make_ctx())).problems
-    assert problem.condition == "security_breach" and "'profiles'" in problem.summary
+    assert problem.condition == "security_breach"
+    assert "'profiles'" in problem.summary
     assert "1 row(s)" in problem.evidence[0]
 
 
@@ -76,7 +77,8 @@ async def test_row_count_collapse_is_data_loss(supabase: FakeSupabase, make_ctx:
     assert (await probe_supabase(c, make_ctx())).ok
     supabase.delete_rows("orders", 300)
     (problem,) = (await probe_supabase(c, make_ctx())).problems
-    assert problem.condition == "data_loss" and problem.evidence == ("orders: 1000 -> 700 rows",)
+    assert problem.condition == "data_loss"
+    assert problem.evidence == ("orders: 1000 -> 700 rows",)
     assert (await probe_supabase(c, make_ctx())).ok
 
 
@@ -105,14 +107,18 @@ async def test_vanished_table_is_data_loss(supabase: FakeSupabase, make_ctx: Mak
     await probe_supabase(c, make_ctx())
     supabase.drop_table("orders")
     (problem,) = (await probe_supabase(c, make_ctx())).problems
-    assert problem.condition == "data_loss" and "vanished" in problem.summary
+    assert problem.condition == "data_loss"
+    assert "vanished" in problem.summary
 
 
 async def test_below_min_rows_is_data_loss(supabase: FakeSupabase, make_ctx: MakeCtx) -> None:
     """A count below min_rows is data_loss (also on the first probe)."""
     supabase.add_table("orders", 0)
-    (problem,) = (await probe_supabase(check(supabase, watch=(Watch(table="orders", min_rows=1),)), make_ctx())).problems
-    assert problem.condition == "data_loss" and "0 rows" in problem.summary
+    (problem,) = (
+        await probe_supabase(check(supabase, watch=(Watch(table="orders", min_rows=1),)), make_ctx())
+    ).problems
+    assert problem.condition == "data_loss"
+    assert "0 rows" in problem.summary
 
 
 async def test_stale_backup_is_data_loss_sev2(supabase: FakeSupabase, make_ctx: MakeCtx, clock: FakeClock) -> None:
@@ -145,7 +151,8 @@ async def test_migration_went_backwards(supabase: FakeSupabase, make_ctx: MakeCt
     assert (await probe_supabase(c, make_ctx())).ok
     supabase.set_migration_version("20251231000000")
     (problem,) = (await probe_supabase(c, make_ctx())).problems
-    assert problem.condition == "data_loss" and "went back" in problem.summary
+    assert problem.condition == "data_loss"
+    assert "went back" in problem.summary
 
 
 async def test_migration_below_expected(supabase: FakeSupabase, make_ctx: MakeCtx) -> None:
@@ -179,7 +186,8 @@ async def test_storage_unhealthy(supabase: FakeSupabase, make_ctx: MakeCtx) -> N
 async def test_missing_table_probe(supabase: FakeSupabase, make_ctx: MakeCtx) -> None:
     """A probed table that answers 404 is api_failure."""
     (problem,) = (await probe_supabase(check(supabase, tables=("nope",)), make_ctx())).problems
-    assert problem.condition == "api_failure" and "404" in problem.summary
+    assert problem.condition == "api_failure"
+    assert "404" in problem.summary
 
 
 async def test_wrong_service_key_is_auth(supabase: FakeSupabase, make_ctx: MakeCtx) -> None:
@@ -210,7 +218,9 @@ async def test_rate_limited(supabase: FakeSupabase, make_ctx: MakeCtx) -> None:
     """A 429 from the Management API is api_failure naming the Retry-After."""
     supabase.fail(429, retry_after=30, path="/v1/projects")
     (problem,) = (await probe_supabase(check(supabase, auth_health=False, backups=Backups()), make_ctx())).problems
-    assert problem.condition == "api_failure" and "429" in problem.summary and "30s" in problem.summary
+    assert problem.condition == "api_failure"
+    assert "429" in problem.summary
+    assert "30s" in problem.summary
 
 
 async def test_invalid_json(supabase: FakeSupabase, make_ctx: MakeCtx) -> None:
