@@ -18,7 +18,7 @@ from aiohttp import web
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.engine import Engine
-from monitor.results import FailureKind, Problem, ProbeResult
+from monitor.results import FailureKind, ProbeResult, Problem
 from monitor.store import OutboxItem
 from monitor.store.sqlite import SqliteStore
 
@@ -82,7 +82,9 @@ class Receiver:
         path = request.path
         kind = next((k for k in KINDS if path.startswith(f"/{k}")), "other")
         raw = await request.read()
-        reply = self.script[kind].pop(0) if self.script[kind] else Reply(200 if kind in ("hook", "slack", "am") else 202)
+        reply = (
+            self.script[kind].pop(0) if self.script[kind] else Reply(200 if kind in ("hook", "slack", "am") else 202)
+        )
         body = reply.body
         if self.echo_4xx and 400 <= reply.status < 500:
             body = f"invalid request {request.path_qs} {request.headers.get('Authorization', '')} {raw.decode()}"
@@ -145,7 +147,8 @@ SITES = ("acme-shop", "globex", "initech", "umbrella", "hooli", "vandelay")
 
 def site_yaml(names: tuple[str, ...] = SITES) -> str:
     return "\n".join(
-        f"  - name: {n}\n    client: {n}\n    checks:\n      - {{type: http, url: 'http://{n}.example/'}}" for n in names
+        f"  - name: {n}\n    client: {n}\n    checks:\n      - {{type: http, url: 'http://{n}.example/'}}"
+        for n in names
     )
 
 

@@ -39,23 +39,33 @@ async def test_every_page_arrives_once_in_order_with_the_right_fields(start_engi
 
     opened = receiver.attempts("hook")[0]
     body = opened.json
-    assert body["recipient"] == "owen" and body["recipient_name"] == "Owen"
-    assert body["incident"]["id"] == iid and body["incident"]["paged"] == ["owen", "derek"]
-    assert {"site", "check", "condition", "severity", "status", "halt", "opened_at", "timeline"} <= set(body["incident"])
+    assert body["recipient"] == "owen"
+    assert body["recipient_name"] == "Owen"
+    assert body["incident"]["id"] == iid
+    assert body["incident"]["paged"] == ["owen", "derek"]
+    assert {"site", "check", "condition", "severity", "status", "halt", "opened_at", "timeline"} <= set(
+        body["incident"]
+    )
     assert opened.headers["Idempotency-Key"] == f"{iid}:opened:0:owen:hook"
     stamp = opened.headers["X-Monitor-Timestamp"]
     mac = hmac.new(SECRETS["HOOK_SECRET"].encode(), stamp.encode() + b"." + opened.raw, hashlib.sha256).hexdigest()
     assert opened.headers["X-Monitor-Signature"] == f"sha256={mac}"
 
     trigger = receiver.accepted("pd")[0]
-    assert trigger["routing_key"] == SECRETS["PD_KEY"] and trigger["dedup_key"] == iid
-    assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["source"] == "monitor:acme-shop"
+    assert trigger["routing_key"] == SECRETS["PD_KEY"]
+    assert trigger["dedup_key"] == iid
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["source"] == "monitor:acme-shop"
     assert trigger["client_url"] == f"https://status.example/api/v1/incidents/{iid}"
 
     slack = receiver.accepted("slack")[0]
     text = str(slack["blocks"])
-    assert "SEV-1" in slack["text"] and "acme-shop" in text and "production_down" in text and "@owen" in text
-    assert f"https://status.example/api/v1/incidents/{iid}" in text and "https://status.example/" in text
+    assert "SEV-1" in slack["text"]
+    assert "acme-shop" in text
+    assert "production_down" in text
+    assert "@owen" in text
+    assert f"https://status.example/api/v1/incidents/{iid}" in text
+    assert "https://status.example/" in text
     assert engine.telemetry.notifications[("pager", "delivered")] == 3
 
 
@@ -67,7 +77,9 @@ async def test_429_waits_exactly_retry_after(start_engine, oncall_config, receiv
     await fail_site(engine, "acme-shop")
     await flush(engine)
     (row,) = [r for r in await rows(engine) if r.channel == "pager"]
-    assert row.status == "pending" and row.attempts == 1 and row.next_attempt_at == clock.now() + 30
+    assert row.status == "pending"
+    assert row.attempts == 1
+    assert row.next_attempt_at == clock.now() + 30
     await clock.advance(29)
     await flush(engine)
     assert len(receiver.attempts("pd")) == 1
@@ -86,11 +98,13 @@ async def test_5xx_backs_off_exponentially_then_delivers(start_engine, oncall_co
     await fail_site(engine, "acme-shop")
     await flush(engine)
     (row,) = [r for r in await rows(engine) if r.channel == "hook"]
-    assert 1 <= row.next_attempt_at - clock.now() <= 2 and row.last_error.startswith("http_500")
+    assert 1 <= row.next_attempt_at - clock.now() <= 2
+    assert row.last_error.startswith("http_500")
     await clock.advance(2)
     await flush(engine)
     (row,) = [r for r in await rows(engine) if r.channel == "hook"]
-    assert 2 <= row.next_attempt_at - clock.now() <= 3 and row.attempts == 2
+    assert 2 <= row.next_attempt_at - clock.now() <= 3
+    assert row.attempts == 2
     await clock.advance(3)
     await flush(engine)
     assert [s.status for s in receiver.attempts("hook")] == [500, 503, 200]
@@ -107,7 +121,9 @@ async def test_400_fails_for_good_with_the_reason(start_engine, oncall_config, r
     await clock.advance(3600)
     await flush(engine)
     (row,) = [r for r in await rows(engine) if r.channel == "slack"]
-    assert row.status == "failed" and row.attempts == 1 and row.last_error == "http_400: invalid_blocks"
+    assert row.status == "failed"
+    assert row.attempts == 1
+    assert row.last_error == "http_400: invalid_blocks"
     assert len(receiver.attempts("slack")) == 1
     assert engine.telemetry.notifications[("slack", "failed")] == 1
     assert engine.telemetry.queue_depth == 0
@@ -126,7 +142,8 @@ async def test_a_channel_that_is_down_delays_and_then_drains_in_order(start_engi
         await clock.advance(61)
         await flush(engine)
     pending = [r for r in await rows(engine) if r.status == "pending"]
-    assert len(pending) == 6 and engine.telemetry.queue_depth == 6
+    assert len(pending) == 6
+    assert engine.telemetry.queue_depth == 6
     assert all(r.last_error.startswith("connection") for r in pending if r.attempts)
     await receiver.start()
     await clock.advance(61)
@@ -152,7 +169,8 @@ async def test_kill_9_then_restart_delivers_each_page_once(start_engine, oncall_
     await clock.advance(5)  # the backoff the first engine recorded still holds
     await flush(second)
     assert [b["incident"]["id"] for b in receiver.accepted("hook")] == [iid]
-    assert len(receiver.accepted("pd")) == 1 and len(receiver.accepted("slack")) == 1
+    assert len(receiver.accepted("pd")) == 1
+    assert len(receiver.accepted("slack")) == 1
     await second.stop()
     third = await start_engine(config, clock)  # a clean restart sends nothing again
     await clock.advance(60)
@@ -166,7 +184,8 @@ async def test_stop_flushes_due_pages_within_the_drain_timeout(start_engine, onc
     engine = await start_engine(oncall_config(), clock)
     await fail_site(engine, "globex")
     await engine.stop()
-    assert len(receiver.accepted("hook")) == 1 and len(receiver.accepted("pd")) == 1
+    assert len(receiver.accepted("hook")) == 1
+    assert len(receiver.accepted("pd")) == 1
 
     again = await start_engine(oncall_config(), clock, db="other.db")
     receiver.fail("hook", Reply(200, delay=30))
