@@ -142,3 +142,16 @@ def test_window_limits_above_zero_wait_for_the_probe() -> None:
     event = fake.event("charge.refunded", fake.add_charge(1000))
     assert problems_from_event(event, replace(RULES, max_refunds=5)) == []
     assert problems_from_event(fake.event("charge.failed", fake.add_charge(1, status="failed")), RULES) == []
+
+
+async def test_large_event_body_is_read_whole(receiver: tuple[Receiver, Sink], session: aiohttp.ClientSession) -> None:
+    """An event bigger than one network chunk still verifies (the signature covers every byte)."""
+    r, sink = receiver
+    fake = FakeStripe()
+    charge = fake.add_charge(1000)
+    charge["metadata"] = {f"k{i}": "v" * 200 for i in range(1000)}
+    status, _ = await FakeStripe.send_event(
+        session, f"{r.url}/webhooks/stripe", fake.event("charge.refunded", charge), SECRET
+    )
+    assert status == 200
+    assert len(sink.events) == 1
