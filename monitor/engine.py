@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets as pysecrets
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +137,10 @@ class Engine:
         self.recently_cleared: set[tuple[str, str]] = set()
         self._stopping = asyncio.Event()
         self._scheduler: Any = None
+        # Replicas (cluster.py) hook in here; alone, every check is ours and results are handled here.
+        self.should_probe: Callable[[Check], bool] = lambda _check: True
+        self.result_sink: Callable[[Check, ProbeResult], Awaitable[None]] | None = None
+        self.before_tick: Callable[[], Awaitable[bool]] | None = None
         probes.load_all()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -169,6 +173,7 @@ class Engine:
                 clock=self.clock,
                 max_concurrency=self.config.monitor.max_concurrency,
                 on_lag=self.telemetry.lag.observe,
+                should_run=lambda check: self.should_probe(check),
             )
             self._scheduler.start()
         log.info("engine started", extra={"event_id": "started"})
@@ -215,7 +220,10 @@ class Engine:
     async def probe_once(self, check: Check) -> ProbeResult:
         """Run one probe of `check` and feed the result through the rules."""
         result = await self.run_probe(check)
-        await self.handle_result(check, result)
+        if self.result_sink is not None:
+            await self.result_sink(check, result)
+        else:
+            await self.handle_result(check, result)
         return result
 
     async def run_probe(self, check: Check) -> ProbeResult:
@@ -247,13 +255,19 @@ class Engine:
             )
         return ProbeResult(duration=loop.time() - start, problems=(problem,), detail=problem.summary)
 
-    async def handle_result(self, check: Check, result: ProbeResult) -> None:
-        """Record a result (from the scheduler, a webhook, or a test) and act on transitions."""
-        now = self.clock.now()
+    def observe(self, check: Check, result: ProbeResult, now: float) -> None:
+        """Show a result on the status page and in the probe metrics."""
         view = self.views.setdefault(check.key, CheckView(check))
         view.last, view.last_at = result, now
         view.history.append((now, result.ok))
         self.telemetry.probe(check.site, check.name, result.result_label, result.duration)
+
+    async def handle_result(self, check: Check, result: ProbeResult, *, observe: bool = True) -> None:
+        """Record a result (from the scheduler, a webhook, or a test) and act on transitions.
+        `observe=False`: the leader handling a result another replica already showed and counted."""
+        now = self.clock.now()
+        if observe:
+            self.observe(check, result, now)
         before = self.tracks.get(check.key, {})
         after, transitions = evaluate(before, result, check, self.config.conditions)
         self.tracks[check.key] = after
@@ -462,7 +476,8 @@ class Engine:
         self.maintenance.silences = silences
 
     async def _get_for_change(self, incident_id: str) -> Incident:
-        incident = self.open.get(incident_id) or await self.store.get_incident(incident_id)
+        # The store first: with replicas, another one may have changed it since we last looked.
+        incident = await self.store.get_incident(incident_id) or self.open.get(incident_id)
         if incident is None:
             raise KeyError(incident_id)
         return incident
@@ -524,6 +539,8 @@ class Engine:
             await self.clock.sleep(TICK)
 
     async def tick(self) -> None:
+        if self.before_tick is not None and not await self.before_tick():
+            return  # a follower replica: the leader runs escalations
         now = self.clock.now()
         async with self.lock:
             for incident in list(self.open.values()):

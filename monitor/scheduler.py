@@ -30,6 +30,7 @@ class Scheduler:
         max_concurrency: int,
         on_lag: Callable[[float], None],
         seed: int | None = None,
+        should_run: Callable[[Check], bool] | None = None,
     ) -> None:
         self.checks = list(checks)
         self.run = run
@@ -38,6 +39,8 @@ class Scheduler:
         self.slots = asyncio.Semaphore(max_concurrency)
         self.random = random.Random(seed)
         self.tasks: list[asyncio.Task[None]] = []
+        # With replicas (cluster.py) each loop runs everywhere but probes only where this replica owns the check.
+        self.should_run = should_run or (lambda _check: True)
 
     def start(self) -> None:
         for check in self.checks:
@@ -58,6 +61,9 @@ class Scheduler:
             wait = due - self.clock.monotonic()
             if wait > 0:
                 await self.clock.sleep(wait)
+            if not self.should_run(check):
+                due += check.interval
+                continue
             async with self.slots:
                 started = self.clock.monotonic()
                 self.on_lag(max(0.0, started - due))

@@ -11,7 +11,8 @@ Same contract as sqlite.py (tests/store/ runs one suite over both). What differs
   `create_incident` inserts with ON CONFLICT DO NOTHING, so a second replica
   racing to open the same incident gets False and joins the first one.
 - `due_outbox` is a plain ordered read: exactly one consumer drains the outbox
-  (the leader, see cluster.py), so no row claiming is needed.
+  (the leader, see cluster.py, which sets `outbox_gate` so followers see nothing
+  due), so no row claiming is needed.
 
 Every error is a StoreError naming the store by its URL with the password masked.
 """
@@ -72,6 +73,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_incidents ON outbox USING gin (incident_ids);
     CREATE TABLE overrides (id text PRIMARY KEY, created_at double precision NOT NULL, body bytea NOT NULL);
     """,
+    # 2: replicas (cluster.py): membership, results queued for the leader, the latest result per region
+    """
+    CREATE TABLE replicas (
+        id text PRIMARY KEY,
+        region text NOT NULL,
+        started_at double precision NOT NULL,
+        seen_at double precision NOT NULL
+    );
+    CREATE TABLE probe_results (
+        seq bigserial PRIMARY KEY,
+        check_key text NOT NULL,
+        region text NOT NULL,
+        replica text NOT NULL,
+        at double precision NOT NULL,
+        body bytea NOT NULL
+    );
+    CREATE TABLE latest_results (
+        check_key text NOT NULL,
+        region text NOT NULL,
+        replica text NOT NULL,
+        at double precision NOT NULL,
+        body bytea NOT NULL,
+        PRIMARY KEY (check_key, region)
+    );
+    """,
 ]
 
 SCHEMA_TABLE = """
@@ -130,6 +156,8 @@ class PostgresStore:
         self.command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
         self._secrets = _password_of(url)
+        # With replicas only the leader drains the outbox; cluster.py sets this (None: always).
+        self.outbox_gate: Callable[[], bool] | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -324,6 +352,8 @@ class PostgresStore:
         return await self._run(enqueue)
 
     async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        if self.outbox_gate is not None and not self.outbox_gate():
+            return []
         rows = await self._run(
             lambda c: c.fetch(
                 "SELECT body FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 "
