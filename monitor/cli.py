@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-format", choices=["auto", "json", "human"], default=os.environ.get("MONITOR_LOG_FORMAT", "auto")
     )
+    run.add_argument(
+        "--region",
+        default=os.environ.get("MONITOR_REGION"),
+        help="this replica's region, for checks with `confirm: {regions: …}` (needs a postgresql:// store)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate the config; exit 2 listing every error")
@@ -135,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     config = load(args)
     listen = _listen(args, config)
-    return _run_loop(serve(config, listen))
+    return _run_loop(serve(config, listen, region=args.region))
 
 
 def _listen(args: argparse.Namespace, config: Config) -> Listen:
@@ -157,7 +162,9 @@ def _run_loop(coro: Any) -> int:
         return int(asyncio.run(coro))
 
 
-async def serve(config: Config, listen: Listen, *, ready: asyncio.Event | None = None) -> int:
+async def serve(
+    config: Config, listen: Listen, *, ready: asyncio.Event | None = None, region: str | None = None
+) -> int:
     """Run the engine and its API until SIGTERM/SIGINT; then drain and close."""
     from aiohttp import web
 
@@ -167,6 +174,14 @@ async def serve(config: Config, listen: Listen, *, ready: asyncio.Event | None =
 
     store = open_store(config.monitor.store, base_dir=config_dir(config))
     engine = Engine(config, store)
+    cluster = None
+    if config.monitor.store.startswith(("postgresql://", "postgres://")):
+        from monitor.cluster import Cluster  # replicas share one PostgreSQL: heartbeats, one leader
+
+        cluster = Cluster.from_env(engine, region)
+        cluster.attach()
+    elif region:
+        raise MonitorError("--region needs replicas on a postgresql:// store (monitor.store)")
     runner = web.AppRunner(create_app(engine), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -180,6 +195,8 @@ async def serve(config: Config, listen: Listen, *, ready: asyncio.Event | None =
         loop.add_signal_handler(sig, stop.set)
     try:
         await engine.start()
+        if cluster is not None:
+            await cluster.start()
     except MonitorError:
         await runner.cleanup()
         raise
@@ -196,7 +213,11 @@ async def serve(config: Config, listen: Listen, *, ready: asyncio.Event | None =
     log.info("shutting down: stop probing, flush the outbox for up to %ss", DRAIN_SECONDS)
     try:
         async with asyncio.timeout(DRAIN_SECONDS + 5):
+            if cluster is not None:
+                await cluster.stop()
             await engine.stop()
+            if cluster is not None:
+                await cluster.close()
     except TimeoutError:
         log.error("shutdown took too long; exiting anyway")
     await runner.cleanup()

@@ -213,13 +213,17 @@ class Cluster:
         )
 
     async def stop(self) -> None:
-        """Leave cleanly: others rebalance at their next heartbeat and one takes the lead at once."""
+        """Leave: others rebalance our checks at their next heartbeat. A leader keeps the lead
+        (and so the outbox) until close(), so engine.stop() can still flush the outbox."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         with contextlib.suppress(StoreError):
             await self.store._run(lambda c: c.execute("DELETE FROM replicas WHERE id = $1", self.id))
+
+    async def close(self) -> None:
+        """Give up the lead (after engine.stop()): another replica takes it at its next heartbeat."""
         await self._step_down()
 
     async def _every(self, seconds: float, fn: Any) -> None:
