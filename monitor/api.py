@@ -25,6 +25,8 @@ from monitor.incidents.lifecycle import TransitionRefused
 from monitor.metrics import EngineCollector
 from monitor.redact import Secret
 from monitor.schema import Duration
+from monitor.stripe_webhooks import EngineSink, webhook_secrets
+from monitor.stripe_webhooks import add_routes as add_stripe_routes
 from monitor.web import render_status_page
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ def create_app(engine: Engine) -> web.Application:
     app.router.add_post("/api/v1/incidents/{id}/notes", annotate)
     app.router.add_get("/api/v1/halt", halt)
     app.router.add_post("/api/v1/override", override)
+    add_stripe_routes(app, EngineSink(engine), webhook_secrets(engine.config.checks))
     return app
 
 

@@ -135,6 +135,7 @@ class Engine:
         self.is_silenced: Callable[[str, float], bool] = self.maintenance.is_silenced
         self.outbox: OutboxWorker | None = None
         self.recently_cleared: set[tuple[str, str]] = set()
+        self.suppressed: dict[tuple[str, str], Tripped] = {}  # (check key, condition) tripped in maintenance
         self._stopping = asyncio.Event()
         self._scheduler: Any = None
         # Replicas (cluster.py) hook in here; alone, every check is ours and results are handled here.
@@ -299,6 +300,7 @@ class Engine:
             return
         if self.is_silenced(check.site, now):
             log.info("maintenance: no incident opened", extra={"site": check.site, "condition": t.condition})
+            self.suppressed[(check.key, t.condition)] = t  # opens when maintenance ends, if still failing
             return
         await self.open_incident(check, t.condition, t.severity, t.problem, t.streak, now)
 
@@ -550,8 +552,20 @@ class Engine:
                 plan = planner.on_tick(incident, policy, self.config, now)
                 if plan is not None:
                     await self._save(*plan)
+            await self._after_maintenance(now)
             await self._refresh_halt()
         self.telemetry.queue_depth = await self.store.outbox_depth()
+
+    async def _after_maintenance(self, now: float) -> None:
+        """Conditions that tripped during maintenance and still fail open their incident when it ends."""
+        for (key, condition), tripped in list(self.suppressed.items()):
+            check = self.config.check_by_key(key)
+            track = self.tracks.get(key, {}).get(condition)
+            if check is None or track is None or not track.active:
+                del self.suppressed[(key, condition)]
+            elif not self.is_silenced(check.site, now):
+                del self.suppressed[(key, condition)]
+                await self._tripped(check, tripped, now)
 
     # -- views -----------------------------------------------------------------------------
 

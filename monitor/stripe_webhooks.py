@@ -178,3 +178,33 @@ def _verify_any(
         except SignatureError as exc:
             reason = str(exc)
     return None, None, reason
+
+
+class EngineSink:
+    """Feeds verified Stripe events into the engine as findings of the site's stripe check.
+
+    Seen event ids are stored durably (probe state, scope `stripe-events`), so a replay
+    is refused across restarts too. Events with no finding change nothing else: they are
+    not a passing probe and never count toward recovery.
+    """
+
+    SCOPE = "stripe-events"
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    async def seen_event(self, event_id: str) -> bool:
+        return await self.engine.store.get_probe_state(self.SCOPE, event_id) is not None
+
+    async def ingest_stripe_event(self, site: str, event: dict[str, Any]) -> None:
+        from monitor.results import ProbeResult
+
+        await self.engine.store.put_probe_state(self.SCOPE, str(event["id"]), {"type": event.get("type"), "site": site})
+        check = next(
+            (c for c in self.engine.config.checks if c.site == site and isinstance(c.params, StripeCheck)), None
+        )
+        if check is None:
+            return
+        problems = tuple(problems_from_event(event, check.params))
+        if problems:
+            await self.engine.handle_result(check, ProbeResult(duration=0.0, problems=problems), observe=False)
