@@ -214,7 +214,7 @@ class Engine:
         """After a restart: rewrite reports of open incidents, post what a crash left unposted."""
         for incident in list(self.open.values()):
             await self._publish(incident)
-        await self._refresh_halt()
+        await self._refresh_halt(force=True)
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -515,7 +515,8 @@ class Engine:
         except OSError:
             log.exception("cannot write incident report", extra={"incident": incident.id})
 
-    async def _refresh_halt(self) -> None:
+    async def _refresh_halt(self, *, force: bool = False) -> None:
+        """Recompute the halt; log and rewrite .tmp/HALT only when it changed (or `force`)."""
         state = compute(list(self.open.values()), self.overrides, self.clock.now())
         changed = (state.halted, state.incidents) != (self.halt.halted, self.halt.incidents)
         self.halt = state
@@ -524,6 +525,8 @@ class Engine:
                 log.error("HALT: %s", ", ".join(state.conditions), extra={"event_id": "halt"})
             else:
                 log.warning("halt cleared", extra={"event_id": "halt_cleared"})
+        if not (changed or force):
+            return
         try:
             await asyncio.to_thread(write_halt_file, self.config.workspace, state)
         except OSError:
