@@ -86,7 +86,7 @@ class Receiver:
             self.script[kind].pop(0) if self.script[kind] else Reply(200 if kind in ("hook", "slack", "am") else 202)
         )
         body = reply.body
-        if self.echo_4xx and 400 <= reply.status < 500:
+        if self.echo_4xx and reply.status >= 400:
             body = f"invalid request {request.path_qs} {request.headers.get('Authorization', '')} {raw.decode()}"
         self.seen.append(Seen(kind, reply.status, dict(request.headers), raw, request.path_qs))
         if reply.delay:
