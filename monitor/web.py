@@ -97,7 +97,8 @@ def _check(check: dict[str, Any]) -> str:
     last = check.get("last_result") or {}
     detail = last.get("detail") or "not probed yet"
     if last.get("problems"):
-        detail = "; ".join(p["summary"] for p in last["problems"])
+        target = str(check["target"])
+        detail = "; ".join(p["summary"].removeprefix(target).strip() for p in last["problems"])
     bar = "".join(f"<i class={'ok' if ok else 'ko'}></i>" for ok in check.get("history", []))
     return (
         f"<div class=check><div class=row><span>{_e(check['name'])}</span><span class=pill>{_e(check['type'])}</span>"
