@@ -6,7 +6,8 @@ aiohttp.ClientConnectorCertificateError, ssl errors  -> tls
 ConnectionRefusedError (via ClientConnectorError)    -> refused
 ConnectionResetError, ServerDisconnectedError,
   ClientPayloadError (body cut short)                -> reset
-aiohttp.TooManyRedirects                             -> redirect
+ClientPayloadError (body not in its Content-Encoding) -> protocol
+aiohttp.TooManyRedirects, redirect to a bad URL      -> redirect
 aiohttp.ClientResponseError (bad framing), ...       -> protocol
 BodyTooLarge                                         -> too_large
 anything else                                        -> error
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 import ssl
 
@@ -50,6 +52,8 @@ def classify(exc: BaseException, *, timeout: float | None = None) -> tuple[Failu
         return FailureKind.TIMEOUT, f"did not answer{limit}"
     if isinstance(exc, aiohttp.TooManyRedirects):
         return FailureKind.REDIRECT, "redirected too many times"
+    if isinstance(exc, aiohttp.InvalidUrlRedirectClientError | aiohttp.NonHttpUrlRedirectClientError):
+        return FailureKind.REDIRECT, "redirected to a location that is not an http(s) URL"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return FailureKind.DNS, "could not be resolved (DNS)"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -61,9 +65,11 @@ def classify(exc: BaseException, *, timeout: float | None = None) -> tuple[Failu
     if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
         return FailureKind.RESET, "closed the connection before answering in full"
     if isinstance(exc, aiohttp.ClientPayloadError):
+        if "content-encoding" in str(exc).lower():  # aiohttp keeps no typed cause for this one
+            return FailureKind.PROTOCOL, "sent a body that does not decode as its Content-Encoding"
         return FailureKind.RESET, "cut the response body short"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return FailureKind.PROTOCOL, f"sent a malformed HTTP response ({exc.message})"
+        return FailureKind.PROTOCOL, f"sent a malformed HTTP response ({_one_line(exc.message)})"
     if isinstance(exc, aiohttp.InvalidURL):
         return FailureKind.ERROR, "has an invalid URL"
     if isinstance(exc, socket.gaierror):
@@ -91,6 +97,14 @@ def _classify_os(exc: OSError) -> tuple[FailureKind, str]:
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return FailureKind.REFUSED, "is unreachable (no route)"
     return FailureKind.ERROR, f"could not be reached ({exc.strerror or type(exc).__name__})"
+
+
+def _one_line(message: str, limit: int = 120) -> str:
+    """aiohttp's parser messages span lines and quote the target's bytes: keep the first line, short."""
+    text = (message or "").strip()
+    line = re.split(r":?\s*b['\"]", text.splitlines()[0])[0].rstrip(": ") if text else ""
+    line = line or "no detail"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _cert_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
