@@ -89,6 +89,9 @@ def create_app(engine: Engine) -> web.Application:
     app.router.add_post("/api/v1/incidents/{id}/notes", annotate)
     app.router.add_get("/api/v1/halt", halt)
     app.router.add_post("/api/v1/override", override)
+    app.router.add_get("/api/v1/maintenance", maintenance)
+    app.router.add_post("/api/v1/sites/{site}/silence", silence)
+    app.router.add_delete("/api/v1/sites/{site}/silence", unsilence)
     add_stripe_routes(app, EngineSink(engine), webhook_secrets(engine.config.checks))
     return app
 
@@ -296,3 +299,38 @@ def _until(text: str, now: float) -> float:
     if until - now > 7 * 86400:
         raise ApiError(400, "field 'until' must be within 7 days", field="until")
     return until
+
+
+async def maintenance(request: web.Request) -> web.Response:
+    return json_response(request.app[ENGINE].maintenance_view())
+
+
+async def silence(request: web.Request) -> web.Response:
+    """Put a site ("*": all) in maintenance: probes go on, no incident opens, nobody is paged."""
+    require(request, "responder")
+    doc = await body_of(request)
+    check_fields(doc, {"by", "reason", "duration"})
+    by = person_field(request, doc)
+    reason = text_field(doc, "reason", required=True).strip()
+    if not reason:
+        raise ApiError(400, "field 'reason' must say why the site is silenced", field="reason")
+    duration = doc.get("duration")
+    if not isinstance(duration, str | int | float) or isinstance(duration, bool):
+        raise ApiError(400, "field 'duration' must be a duration like 2h (or seconds)", field="duration")
+    site = request.match_info["site"]
+    try:
+        return json_response(await request.app[ENGINE].silence_site(site, by, reason, duration))
+    except KeyError:
+        raise ApiError(404, f"no site {site!r} in sites.yaml") from None
+    except ValueError as exc:
+        raise ApiError(400, f"field 'duration': {exc}", field="duration") from None
+
+
+async def unsilence(request: web.Request) -> web.Response:
+    require(request, "responder")
+    doc = await body_of(request)
+    check_fields(doc, {"by"})
+    by = person_field(request, doc)
+    site = request.match_info["site"]
+    ended = await request.app[ENGINE].unsilence_site(site, by)
+    return json_response({"ended": ended})

@@ -27,8 +27,6 @@ from monitor.errors import ConfigError, MonitorError
 
 log = logging.getLogger("monitor")
 
-DRAIN_SECONDS = 10.0
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -210,9 +208,10 @@ async def serve(
     if ready is not None:
         ready.set()
     await stop.wait()
-    log.info("shutting down: stop probing, flush the outbox for up to %ss", DRAIN_SECONDS)
+    drain = config.notifications.drain_timeout
+    log.info("shutting down: stop probing, flush the outbox for up to %ss", drain)
     try:
-        async with asyncio.timeout(DRAIN_SECONDS + 5):
+        async with asyncio.timeout(drain + 5):
             if cluster is not None:
                 await cluster.stop()
             await engine.stop()

@@ -169,3 +169,26 @@ async def test_oversized_body_is_413(api) -> None:
     iid = await open_incident(engine, clock)
     resp = await client.post(f"/api/v1/incidents/{iid}/ack", data=b"x" * 100_000, headers=RESPONDER)
     assert resp.status == 413
+
+
+async def test_silence_a_site_then_lift_it(api) -> None:
+    """A silenced site opens no incident; silencing needs the responder token and a reason and duration."""
+    client, engine, clock = api
+    body = {"by": "owen", "reason": "planned migration", "duration": "1h"}
+    assert (await client.post("/api/v1/sites/acme-shop/silence", json=body)).status == 401
+    assert (await client.post("/api/v1/sites/nope/silence", json=body, headers=RESPONDER)).status == 404
+    bad = await client.post("/api/v1/sites/acme-shop/silence", json={**body, "duration": "forever"}, headers=RESPONDER)
+    assert bad.status == 400 and (await bad.json())["field"] == "duration"
+    ok = await client.post("/api/v1/sites/acme-shop/silence", json=body, headers=RESPONDER)
+    assert ok.status == 200
+    await feed(engine, clock, [DOWN] * 4)
+    assert engine.open_incidents() == []
+    view = await (await client.get("/api/v1/maintenance")).json()
+    assert "acme-shop" in view["sites"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'monitor_site_maintenance{site="acme-shop"} 1.0' in metrics
+    lifted = await client.delete("/api/v1/sites/acme-shop/silence", json={"by": "owen"}, headers=RESPONDER)
+    assert lifted.status == 200 and len((await lifted.json())["ended"]) == 1
+    await feed(engine, clock, [DOWN])
+    await engine.tick()
+    assert [i.condition for i in engine.open_incidents()] == ["production_down"], "still failing when it ends: opens"
