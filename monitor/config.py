@@ -18,7 +18,7 @@ from monitor.errors import ConfigError, ConfigIssue
 from monitor.maintenance import MaintenanceWindow, unknown_sites
 from monitor.redact import Secret
 from monitor.results import Severity
-from monitor.schema import Duration, Reader, join, schema_fields
+from monitor.schema import Duration, HttpUrl, Reader, join, schema_fields
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 CHECK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -67,6 +67,7 @@ class MonitorSettings:
     public_url: str | None = None
     title: str = "monitor"
     max_concurrency: int = 256
+    canaries: tuple[HttpUrl, ...] = ()  # the prober must reach one of these, or it is offline itself
 
     def check(self) -> Iterator[tuple[str, str]]:
         if not self.store.startswith(("sqlite://", "postgresql://", "postgres://")):

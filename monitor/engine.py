@@ -23,7 +23,7 @@ import aiohttp
 
 from monitor import probes
 from monitor.clock import Clock, SystemClock, rfc3339
-from monitor.conditions import API_FAILURE
+from monitor.conditions import API_FAILURE, MONITOR_OFFLINE
 from monitor.config import Check, Config
 from monitor.halt import HaltState, compute, write_halt_file
 from monitor.incidents import lifecycle
@@ -36,7 +36,7 @@ from monitor.notify.outbox import OutboxWorker
 from monitor.probes import ProbeContext
 from monitor.probes._http import trace_config
 from monitor.results import FailureKind, ProbeResult, Problem, Severity
-from monitor.rules import Changed, Recovered, Track, Tripped, evaluate
+from monitor.rules import Changed, Flap, FlapChanged, Recovered, Track, Tripped, blind, connectivity_ok, evaluate, flap
 from monitor.store import OutboxItem, Override, Store
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ class Engine:
         self.should_probe: Callable[[Check], bool] = lambda _check: True
         self.result_sink: Callable[[Check, ProbeResult], Awaitable[None]] | None = None
         self.before_tick: Callable[[], Awaitable[bool]] | None = None
+        self.flaps: dict[str, dict[str, Flap]] = {}  # per check: recent outcomes per condition (rules.flap)
+        self.connectivity_ok = True  # False while every monitor.canaries target is unreachable
         probes.load_all()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -177,6 +179,8 @@ class Engine:
                 should_run=lambda check: self.should_probe(check),
             )
             self._scheduler.start()
+            if self.config.monitor.canaries:
+                self.background.append(asyncio.create_task(self._canary_loop(), name="canaries"))
         log.info("engine started", extra={"event_id": "started"})
 
     def new_session(self) -> aiohttp.ClientSession:
@@ -269,11 +273,20 @@ class Engine:
         now = self.clock.now()
         if observe:
             self.observe(check, result, now)
+        if blind(result, self.connectivity_ok):
+            return  # we are offline: an unreachable target says nothing about the target (monitor_offline)
         before = self.tracks.get(check.key, {})
-        after, transitions = evaluate(before, result, check, self.config.conditions)
+        flaps, flap_events = flap(self.flaps.get(check.key, {}), result, check, before)
+        self.flaps[check.key] = flaps
+        holding = frozenset(c for c, f in flaps.items() if f.flapping)
+        after, transitions = evaluate(before, result, check, self.config.conditions, holding=holding)
         self.tracks[check.key] = after
         if after != before:
             await self.store.save_check_state(check.key, {c: t.to_json() for c, t in after.items()})
+        for event in flap_events:  # settling is noted before the recovery it allows
+            if not event.flapping:
+                async with self.lock:
+                    await self._flap_note(check, event, now)
         for transition in transitions:
             async with self.lock:
                 if isinstance(transition, Tripped):
@@ -282,6 +295,73 @@ class Engine:
                     await self._changed(check, transition, now)
                 elif isinstance(transition, Recovered):
                     await self._recovered(check, transition, now)
+        for event in flap_events:  # flapping is noted after a trip it coincides with
+            if event.flapping:
+                async with self.lock:
+                    await self._flap_note(check, event, now)
+
+    async def _flap_note(self, check: Check, event: FlapChanged, now: float) -> None:
+        """Flapping starts or stops: a timeline note on the open incident, never a page."""
+        what = "flapping" if event.flapping else "stable"
+        then = "the incident stays open until it settles" if event.flapping else "it may recover again"
+        detail = f"{check.name}: {event.changes} state changes in the last {event.window} probes; {then}"
+        log.warning("%s: %s", what, detail, extra={"site": check.site, "check": check.name, "event_id": what})
+        existing = self._find_open(check.site, event.condition)
+        if existing is not None:
+            await self._save(lifecycle.add_event(existing, now, what, detail))
+
+    # -- the prober's own connectivity (monitor.canaries) ----------------------------------
+
+    async def check_canaries(self) -> bool:
+        """Reach every canary once; offline when none answers. Trips and recovers monitor_offline."""
+        urls = self.config.monitor.canaries
+        if not urls:
+            return True
+        reached = await asyncio.gather(*(self._reach(url) for url in urls))
+        online = connectivity_ok(reached)
+        if not online and self.connectivity_ok:
+            log.error("prober offline: no canary answers", extra={"event_id": "offline"})
+        elif online and not self.connectivity_ok:
+            log.warning("prober back online", extra={"event_id": "online"})
+        self.connectivity_ok = online
+        d = self.config.defaults
+        check = Check(
+            site="_monitor",
+            client="",
+            name="canaries",
+            type="http",
+            params=None,
+            interval=float(d.interval),
+            timeout=float(d.timeout),
+            failure_threshold=d.failure_threshold,
+            success_threshold=d.success_threshold,
+        )
+        problem = Problem(
+            condition=MONITOR_OFFLINE,
+            kind=FailureKind.REFUSED,
+            summary=f"the prober reaches none of its {len(urls)} canaries; unreachable sites are not judged",
+        )
+        await self.handle_result(check, ProbeResult(duration=0.0, problems=() if online else (problem,)))
+        return online
+
+    async def _reach(self, url: str) -> bool:
+        assert self.session is not None
+        try:
+            async with asyncio.timeout(self.config.defaults.timeout):
+                async with self.session.get(url, allow_redirects=False):
+                    return True  # any HTTP answer: the network works
+        except Exception:  # every failure means "not reached"
+            return False
+
+    async def _canary_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.check_canaries()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("canary check failed")
+            await self.clock.sleep(self.config.defaults.interval)
 
     def _find_open(self, site: str, condition: str) -> Incident | None:
         return next((i for i in self.open.values() if i.site == site and i.condition == condition), None)

@@ -172,6 +172,20 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily(
             "monitor_checks_configured", "Checks in the loaded config", value=float(len(e.config.checks))
         )
+        yield GaugeMetricFamily(
+            "monitor_connectivity_ok",
+            "0 while every monitor.canaries target is unreachable (the prober is offline)",
+            value=1.0 if e.connectivity_ok else 0.0,
+        )
+        flapping = GaugeMetricFamily(
+            "monitor_check_flapping", "1 while the check flaps on the condition", labels=["site", "check", "condition"]
+        )
+        for key, flaps in sorted(e.flaps.items()):
+            site, _, name = key.partition("/")
+            for condition, f in sorted(flaps.items()):
+                if f.flapping:
+                    flapping.add_metric([site, name, condition], 1.0)
+        yield flapping
         maintenance = GaugeMetricFamily(
             "monitor_site_maintenance", "1 while the site is in a maintenance window or silenced", labels=["site"]
         )

@@ -10,10 +10,11 @@ evidence, not symptoms: they trip on the first probe that shows them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from monitor.conditions import PRODUCTION_DOWN
 from monitor.config import Check, ConditionPolicy
 from monitor.results import FailureKind, ProbeResult, Problem, Severity
 
@@ -92,9 +93,17 @@ Transition = Tripped | Changed | Recovered
 
 
 def evaluate(
-    state: CheckState, result: ProbeResult, check: Check, policies: Mapping[str, ConditionPolicy]
+    state: CheckState,
+    result: ProbeResult,
+    check: Check,
+    policies: Mapping[str, ConditionPolicy],
+    *,
+    holding: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Track], list[Transition]]:
-    """Advance every track of one check by one probe result."""
+    """Advance every track of one check by one probe result.
+
+    Conditions in `holding` (flapping, see `flap`) stay active through passes: no Recovered.
+    """
     failing = _by_condition(result, check)
     out: dict[str, Track] = {}
     transitions: list[Transition] = []
@@ -103,7 +112,7 @@ def evaluate(
         problem = failing.get(condition)
         policy = policies.get(condition)
         if problem is None:
-            track, transition = _passed(track, condition, check.success_threshold)
+            track, transition = _passed(track, condition, check.success_threshold, hold=condition in holding)
         else:
             threshold = 1 if policy is not None and not policy.auto_resolve else check.failure_threshold
             severity = check.severity or problem.severity or (policy.severity if policy else Severity.SEV3)
@@ -143,10 +152,92 @@ def _failed(
     return new, None
 
 
-def _passed(track: Track, condition: str, threshold: int) -> tuple[Track, Transition | None]:
+def _passed(track: Track, condition: str, threshold: int, *, hold: bool = False) -> tuple[Track, Transition | None]:
     if not track.active:
         return Track(), None
     successes = track.successes + 1
-    if successes >= threshold:
+    if successes >= threshold and not hold:
         return Track(), Recovered(condition, successes)
     return Track(0, successes, True, track.problem, track.severity), None
+
+
+# -- flapping ------------------------------------------------------------------------------
+#
+# Nagios-style: remember the last FLAP_WINDOW outcomes per (check, condition) and count how
+# often consecutive outcomes differ. At FLAP_HIGH of possible changes the condition is flapping;
+# it settles only at FLAP_LOW or below (hysteresis, so it does not flap in and out of flapping).
+# While flapping, an active condition does not recover: its incident stays open with a timeline
+# note instead of resolving and re-opening (and re-paging) on every swing.
+
+FLAP_WINDOW = 20
+FLAP_MIN = 10  # outcomes needed before judging
+FLAP_HIGH = 0.30
+FLAP_LOW = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class Flap:
+    outcomes: tuple[bool, ...] = ()  # True: the condition failed on that probe; oldest first
+    flapping: bool = False
+
+    @property
+    def changes(self) -> int:
+        return sum(a != b for a, b in zip(self.outcomes, self.outcomes[1:], strict=False))
+
+    @property
+    def ratio(self) -> float:
+        return self.changes / (len(self.outcomes) - 1) if len(self.outcomes) > 1 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlapChanged:
+    """A condition started (flapping=True) or stopped flapping: worth a timeline note, never a page."""
+
+    condition: str
+    flapping: bool
+    changes: int
+    window: int
+
+
+def flap(
+    state: Mapping[str, Flap], result: ProbeResult, check: Check, tracked: Iterable[str] = ()
+) -> tuple[dict[str, Flap], list[FlapChanged]]:
+    """Record one probe's outcome for every condition seen or tracked; report flapping starting/stopping."""
+    failing = _by_condition(result, check)
+    out: dict[str, Flap] = {}
+    events: list[FlapChanged] = []
+    for condition in dict.fromkeys([*state, *failing, *tracked]):
+        before = state.get(condition, Flap())
+        outcomes = (*before.outcomes, condition in failing)[-FLAP_WINDOW:]
+        after = Flap(outcomes, _flapping(before.flapping, Flap(outcomes)))
+        if after.flapping != before.flapping:
+            events.append(FlapChanged(condition, after.flapping, after.changes, len(outcomes)))
+        if after.flapping or any(outcomes):
+            out[condition] = after
+    return out, events
+
+
+def _flapping(was: bool, window: Flap) -> bool:
+    if len(window.outcomes) < FLAP_MIN:
+        return was
+    return window.ratio > FLAP_LOW if was else window.ratio >= FLAP_HIGH
+
+
+# -- the prober's own connectivity ---------------------------------------------------------
+
+UNREACHABLE_KINDS = frozenset(
+    {FailureKind.DNS, FailureKind.REFUSED, FailureKind.TIMEOUT, FailureKind.RESET, FailureKind.TLS}
+)
+
+
+def connectivity_ok(canaries_ok: Sequence[bool]) -> bool:
+    """The prober is online unless it has canaries and reaches none of them."""
+    return not canaries_ok or any(canaries_ok)
+
+
+def blind(result: ProbeResult, online: bool) -> bool:
+    """True when `result` says nothing about the target: we are offline and it failed to reach it.
+
+    Such a result is shown but not judged, so an offline prober cannot trip production_down.
+    """
+    return not online and any(p.condition == PRODUCTION_DOWN and p.kind in UNREACHABLE_KINDS for p in result.problems)
