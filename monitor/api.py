@@ -22,6 +22,7 @@ from monitor.clock import parse_rfc3339
 from monitor.engine import Engine
 from monitor.errors import ApiError
 from monitor.incidents.lifecycle import TransitionRefused
+from monitor.incidents.model import Incident
 from monitor.metrics import EngineCollector
 from monitor.redact import Secret
 from monitor.schema import Duration
@@ -213,48 +214,51 @@ async def get_incident(request: web.Request) -> web.Response:
     return json_response(incident.to_json())
 
 
-async def ack(request: web.Request) -> web.Response:
+IncidentChange = Callable[[Engine, str, str, str], Awaitable[Incident]]
+
+
+async def change_incident(request: web.Request, change: IncidentChange, *, note_required: bool) -> web.Response:
+    """Responder-only change of one incident from a `{"by", "note"}` body."""
     require(request, "responder")
     doc = await body_of(request)
     check_fields(doc, {"by", "note"})
     by = person_field(request, doc)
-    engine = request.app[ENGINE]
+    note = text_field(doc, "note", required=note_required)
+    iid = request.match_info["id"]
     try:
-        incident = await engine.acknowledge(request.match_info["id"], by)
+        incident = await change(request.app[ENGINE], iid, by, note)
     except KeyError:
-        raise ApiError(404, f"no incident {request.match_info['id']}") from None
+        raise ApiError(404, f"no incident {iid}") from None
     except TransitionRefused as exc:
         raise ApiError(409, str(exc)) from None
     return json_response(incident.to_json())
+
+
+async def _acknowledge(engine: Engine, iid: str, by: str, note: str) -> Incident:
+    incident = await engine.acknowledge(iid, by)
+    return await engine.annotate(iid, by, note) if note.strip() else incident
+
+
+async def _resolve(engine: Engine, iid: str, by: str, note: str) -> Incident:
+    return await engine.resolve(iid, by, note)
+
+
+async def _annotate(engine: Engine, iid: str, by: str, note: str) -> Incident:
+    if not note.strip():
+        raise ApiError(400, "field 'note' must not be empty", field="note")
+    return await engine.annotate(iid, by, note)
+
+
+async def ack(request: web.Request) -> web.Response:
+    return await change_incident(request, _acknowledge, note_required=False)
 
 
 async def resolve(request: web.Request) -> web.Response:
-    require(request, "responder")
-    doc = await body_of(request)
-    check_fields(doc, {"by", "note"})
-    by = person_field(request, doc)
-    note = text_field(doc, "note", required=False)
-    engine = request.app[ENGINE]
-    try:
-        incident = await engine.resolve(request.match_info["id"], by, note)
-    except KeyError:
-        raise ApiError(404, f"no incident {request.match_info['id']}") from None
-    except TransitionRefused as exc:
-        raise ApiError(409, str(exc)) from None
-    return json_response(incident.to_json())
+    return await change_incident(request, _resolve, note_required=False)
 
 
 async def annotate(request: web.Request) -> web.Response:
-    require(request, "responder")
-    doc = await body_of(request)
-    check_fields(doc, {"by", "note"})
-    by = person_field(request, doc)
-    note = text_field(doc, "note", required=True)
-    try:
-        incident = await request.app[ENGINE].annotate(request.match_info["id"], by, note)
-    except KeyError:
-        raise ApiError(404, f"no incident {request.match_info['id']}") from None
-    return json_response(incident.to_json())
+    return await change_incident(request, _annotate, note_required=True)
 
 
 async def halt(request: web.Request) -> web.Response:

@@ -192,3 +192,22 @@ async def test_silence_a_site_then_lift_it(api) -> None:
     await feed(engine, clock, [DOWN])
     await engine.tick()
     assert [i.condition for i in engine.open_incidents()] == ["production_down"], "still failing when it ends: opens"
+
+
+async def test_ack_with_a_note_and_notes_on_the_timeline(api) -> None:
+    """An ack's note and a separate note both land on the timeline with who wrote them."""
+    client, engine, clock = api
+    iid = await open_incident(engine, clock)
+    await client.post(
+        f"/api/v1/incidents/{iid}/ack", json={"by": "owen", "note": "looking at the LB"}, headers=RESPONDER
+    )
+    resp = await client.post(
+        f"/api/v1/incidents/{iid}/notes", json={"by": "derek", "note": "DB is fine"}, headers=RESPONDER
+    )
+    timeline = (await resp.json())["timeline"]
+    assert [(e["event"], e["by"], e["detail"]) for e in timeline if e["event"] == "note"] == [
+        ("note", "owen", "looking at the LB"),
+        ("note", "derek", "DB is fine"),
+    ]
+    empty = await client.post(f"/api/v1/incidents/{iid}/notes", json={"by": "derek", "note": " "}, headers=RESPONDER)
+    assert empty.status == 400
