@@ -18,6 +18,7 @@ from monitor.config import Check
 log = logging.getLogger(__name__)
 
 MAX_START_JITTER = 2.0  # seconds; spreads the first probes without delaying them much
+START_RATE = 200.0  # first probes per second at most: 10,000 checks spread over (up to) an interval
 
 
 class Scheduler:
@@ -53,7 +54,10 @@ class Scheduler:
         self.tasks.clear()
 
     def first_delay(self, check: Check) -> float:
-        return self.random.uniform(0, min(MAX_START_JITTER, check.interval / 10))
+        """A small config starts at once; a large one spreads its first round, and so every later
+        round (phases are kept), over up to one interval instead of firing all checks together."""
+        spread = max(len(self.checks) / START_RATE, min(MAX_START_JITTER, check.interval / 10))
+        return self.random.uniform(0, min(spread, check.interval))
 
     async def _loop(self, check: Check) -> None:
         due = self.clock.monotonic() + self.first_delay(check)
