@@ -209,7 +209,7 @@ async def serve(
         ready.set()
     await stop.wait()
     drain = config.notifications.drain_timeout
-    log.info("shutting down: stop probing, flush the outbox for up to %ss", drain)
+    log.info("shutting down: stop probing, flush the outbox for up to %s", drain)
     try:
         async with asyncio.timeout(drain + 5):
             if cluster is not None:

@@ -204,6 +204,7 @@ class OutboxWorker:
         self.wake()
         try:
             async with asyncio.timeout(timeout):
+                await self._release_storm_holds()
                 while await self.deliver_due():
                     pass
         except TimeoutError:
@@ -213,6 +214,13 @@ class OutboxWorker:
         if left:
             log.warning("%d notifications stay queued for the next start", left, extra={"event_id": "outbox_left"})
         return left
+
+    async def _release_storm_holds(self) -> None:
+        """Make `opened` pages held for a storm window due now, so a drain sends them (grouped)."""
+        now = self.clock.now()
+        for item in await self.store.due_outbox(now + HORIZON, limit=self.batch):
+            if item.event == "opened" and item.attempts == 0 and item.next_attempt_at > now:
+                await self.store.save_outbox_item(replace(item, next_attempt_at=now))
 
     # -- one pass --------------------------------------------------------------------------
 
@@ -292,9 +300,12 @@ class OutboxWorker:
                 fresh[(item.recipient, item.channel)].append(item)
         changed = False
         for who, items in fresh.items():
-            plan, self.windows[who] = plan_storm(
-                items, self.windows.get(who), now, settings.group_window, settings.group_threshold
-            )
+            if self._closing:  # shutting down: nothing waits for a window's end
+                plan = _now(items)
+            else:
+                plan, self.windows[who] = plan_storm(
+                    items, self.windows.get(who), now, settings.group_window, settings.group_threshold
+                )
             for item in plan.hold:
                 await self.store.save_outbox_item(replace(item, next_attempt_at=plan.hold_until))
             if plan.group:

@@ -100,3 +100,16 @@ async def test_a_trickle_past_the_threshold_is_grouped_at_the_window_end(start_e
     hook = receiver.accepted("hook")
     assert [b["event"] for b in hook] == ["opened", "opened", "grouped"]
     assert [i["id"] for i in hook[2]["incidents"]] == ids[2:]
+
+
+async def test_sigterm_sends_pages_held_for_a_storm_window(start_engine, oncall_config, receiver) -> None:
+    """A page waiting for the storm window's end is not left behind by a shutdown: stop() sends it."""
+    clock = FakeClock()
+    engine = await start_engine(oncall_config(), clock)
+    for site in SITES[:3]:
+        await fail_site(engine, site)
+        await flush(engine)
+        await clock.advance(5)
+    assert [b["event"] for b in receiver.accepted("hook")] == ["opened", "opened"]  # the third is held
+    await engine.stop()
+    assert [b["event"] for b in receiver.accepted("hook")] == ["opened", "opened", "opened"]
