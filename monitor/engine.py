@@ -410,7 +410,7 @@ class Engine:
             await self._save(incident)
             return incident
         self.telemetry.incidents_opened[(condition, severity.value)] += 1
-        self.open[incident.id] = incident
+        await self._show(incident)
         log.error(
             "incident opened: %s",
             incident.description,
@@ -568,16 +568,24 @@ class Engine:
 
     async def _save(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> None:
         await self.store.update_incident(incident, outbox)
-        if incident.is_open:
-            self.open[incident.id] = incident
-        else:
-            self.open.pop(incident.id, None)
+        await self._show(incident)
+        if not incident.is_open:
             log.warning("incident resolved", extra={"incident": incident.id, "site": incident.site})
         await self._after_change(incident)
 
+    async def _show(self, incident: Incident) -> None:
+        """Make a stored change visible: the HALT file first, then the view the API reads, so
+        whoever sees a halting incident through the API can rely on .tmp/HALT already existing."""
+        view = dict(self.open)
+        if incident.is_open:
+            view[incident.id] = incident
+        else:
+            view.pop(incident.id, None)
+        await self._refresh_halt(view)
+        self.open = view
+
     async def _after_change(self, incident: Incident) -> None:
         await self._publish(incident)
-        await self._refresh_halt()
         for callback in self.on_change:
             callback()
 
@@ -595,9 +603,10 @@ class Engine:
         except OSError:
             log.exception("cannot write incident report", extra={"incident": incident.id})
 
-    async def _refresh_halt(self, *, force: bool = False) -> None:
+    async def _refresh_halt(self, open_incidents: dict[str, Incident] | None = None, *, force: bool = False) -> None:
         """Recompute the halt; log and rewrite .tmp/HALT only when it changed (or `force`)."""
-        state = compute(list(self.open.values()), self.overrides, self.clock.now())
+        incidents = self.open if open_incidents is None else open_incidents
+        state = compute(list(incidents.values()), self.overrides, self.clock.now())
         changed = (state.halted, state.incidents) != (self.halt.halted, self.halt.incidents)
         self.halt = state
         if changed:
