@@ -15,15 +15,13 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 
 from monitor.clock import parse_rfc3339
 from monitor.engine import Engine
 from monitor.errors import ApiError
 from monitor.incidents.lifecycle import TransitionRefused
 from monitor.incidents.model import Incident
-from monitor.metrics import EngineCollector
+from monitor.metrics import EngineCollector, exposition
 from monitor.redact import Secret
 from monitor.schema import Duration
 from monitor.stripe_webhooks import EngineSink, webhook_secrets
@@ -71,11 +69,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def create_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[ENGINE] = engine
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(engine))
+    collector = EngineCollector(engine)
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        body = exposition(collector)  # generate_latest's text, written fast for 10,000 checks
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     app.router.add_get("/metrics", metrics)
