@@ -11,7 +11,7 @@ from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.engine import Engine
 from monitor.incidents.model import Status
-from monitor.results import FailureKind, Problem, ProbeResult
+from monitor.results import FailureKind, ProbeResult, Problem
 
 CONFIG = """
 version: 1

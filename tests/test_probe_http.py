@@ -78,7 +78,8 @@ async def test_missing_and_forbidden_text_are_assertions(session: aiohttp.Client
     target.body = "Database error: stack trace"
     result = await probe(
         session,
-        f'{{type: http, url: "{target.url}", expect: {{body_contains: "Add to cart", body_not_contains: "stack trace"}}}}',
+        f'{{type: http, url: "{target.url}", '
+        'expect: {body_contains: "Add to cart", body_not_contains: "stack trace"}}',
     )
     assert [p.kind for p in result.problems] == [FailureKind.ASSERTION, FailureKind.ASSERTION]
     assert "'Add to cart'" in result.problems[0].summary and "'stack trace'" in result.problems[1].summary

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from monitor.config import Check, Config, parse_config
-from monitor.results import FailureKind, Problem, ProbeResult, Severity
+from monitor.results import FailureKind, ProbeResult, Problem, Severity
 from monitor.rules import Changed, Recovered, Track, Tripped, evaluate
 
 CONFIG: Config = parse_config(
