@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 from monitor.errors import ConfigError, ConfigIssue
-from monitor.redact import Secret
+from monitor.redact import Secret, safe_url
 from monitor.results import Severity
 
 T = TypeVar("T")
@@ -220,7 +220,9 @@ class Reader:
         try:
             return convert(raw, env is not None)
         except (ValueError, TypeError):
-            shown = "a secret" if tp is Secret else _Fmt(raw, env)
+            shown: object = "a secret" if tp is Secret else _Fmt(raw, env)
+            if tp is HttpUrl and env is None and isinstance(raw, str):
+                shown = repr(safe_url(raw))  # never echo user:password@ or a query token
             hint = ""
             if tp is Duration and isinstance(raw, int | float) and not isinstance(raw, bool):
                 hint = f" (add a unit, e.g. {raw}s)"

@@ -111,6 +111,9 @@ class HttpCheck:
             yield "max_body", "must be at least 1 byte"
         if self.max_redirects < 0:
             yield "max_redirects", "must not be negative"
+        has_userinfo = "@" in self.url.split("://", 1)[1].split("/", 1)[0]
+        if has_userinfo and any(k.lower() == "authorization" for k in self.headers):
+            yield "headers", "an Authorization header and a user:password@ in the URL cannot be combined; use one"
 
 
 @register("http", HttpCheck)
