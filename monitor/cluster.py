@@ -40,7 +40,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from monitor.config import Check
 from monitor.errors import MonitorError, StoreError
-from monitor.results import FailureKind, ProbeResult, Problem, Severity
+from monitor.results import ProbeResult
 from monitor.rules import Track
 from monitor.store.codec import dumps, loads
 from monitor.store.postgres import PostgresStore
@@ -107,43 +107,11 @@ def combine(
 
 
 def result_to_json(r: ProbeResult) -> dict[str, Any]:
-    return {
-        "duration": r.duration,
-        "problems": [
-            {
-                "condition": p.condition,
-                "kind": p.kind.value,
-                "summary": p.summary,
-                "severity": p.severity.value if p.severity else None,
-                "evidence": list(p.evidence),
-            }
-            for p in r.problems
-        ],
-        "status_code": r.status_code,
-        "phases": dict(r.phases),
-        "cert_expires_at": r.cert_expires_at,
-        "detail": r.detail,
-    }
+    return r.to_json()
 
 
 def result_from_json(doc: dict[str, Any]) -> ProbeResult:
-    return ProbeResult(
-        duration=doc["duration"],
-        problems=tuple(
-            Problem(
-                condition=p["condition"],
-                kind=FailureKind(p["kind"]),
-                summary=p["summary"],
-                severity=Severity(p["severity"]) if p["severity"] else None,
-                evidence=tuple(p["evidence"]),
-            )
-            for p in doc["problems"]
-        ),
-        status_code=doc["status_code"],
-        phases=doc["phases"],
-        cert_expires_at=doc["cert_expires_at"],
-        detail=doc["detail"],
-    )
+    return ProbeResult.from_json(doc)
 
 
 # -- the cluster ----------------------------------------------------------------------------

@@ -75,16 +75,7 @@ class CheckView:
                 "status_code": last.status_code,
                 "detail": last.detail,
                 "phases": {k: round(v, 6) for k, v in last.phases.items()},
-                "problems": [
-                    {
-                        "condition": p.condition,
-                        "kind": p.kind.value,
-                        "summary": p.summary,
-                        "severity": p.severity.value if p.severity else None,
-                        "evidence": list(p.evidence),
-                    }
-                    for p in last.problems
-                ],
+                "problems": [p.to_json() for p in last.problems],
                 "cert_expires_at": rfc3339(last.cert_expires_at),
             },
             "conditions": {

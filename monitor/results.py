@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 
 class Severity(StrEnum):
@@ -59,6 +60,25 @@ class Problem:
     severity: Severity | None = None
     evidence: tuple[str, ...] = ()
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "condition": self.condition,
+            "kind": self.kind.value,
+            "summary": self.summary,
+            "severity": self.severity.value if self.severity else None,
+            "evidence": list(self.evidence),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Problem:
+        return cls(
+            condition=doc["condition"],
+            kind=FailureKind(doc["kind"]),
+            summary=doc["summary"],
+            severity=Severity(doc["severity"]) if doc.get("severity") else None,
+            evidence=tuple(doc.get("evidence", ())),
+        )
+
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
@@ -77,6 +97,27 @@ class ProbeResult:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "duration": self.duration,
+            "problems": [p.to_json() for p in self.problems],
+            "status_code": self.status_code,
+            "phases": dict(self.phases),
+            "cert_expires_at": self.cert_expires_at,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ProbeResult:
+        return cls(
+            duration=doc["duration"],
+            problems=tuple(Problem.from_json(p) for p in doc["problems"]),
+            status_code=doc["status_code"],
+            phases=doc["phases"],
+            cert_expires_at=doc["cert_expires_at"],
+            detail=doc["detail"],
+        )
 
     @property
     def result_label(self) -> str:

@@ -34,31 +34,13 @@ class Track:
             "successes": self.successes,
             "active": self.active,
             "severity": self.severity.value if self.severity else None,
-            "problem": None
-            if p is None
-            else {
-                "condition": p.condition,
-                "kind": p.kind.value,
-                "summary": p.summary,
-                "severity": p.severity.value if p.severity else None,
-                "evidence": list(p.evidence),
-            },
+            "problem": None if p is None else p.to_json(),
         }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Track:
         p = doc.get("problem")
-        problem = (
-            None
-            if p is None
-            else Problem(
-                condition=p["condition"],
-                kind=FailureKind(p["kind"]),
-                summary=p["summary"],
-                severity=Severity(p["severity"]) if p.get("severity") else None,
-                evidence=tuple(p.get("evidence", ())),
-            )
-        )
+        problem = None if p is None else Problem.from_json(p)
         sev = doc.get("severity")
         return cls(doc["failures"], doc["successes"], doc["active"], problem, Severity(sev) if sev else None)
 
