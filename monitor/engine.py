@@ -25,6 +25,7 @@ from monitor import probes
 from monitor.clock import Clock, SystemClock, rfc3339
 from monitor.conditions import API_FAILURE, MONITOR_OFFLINE
 from monitor.config import Check, Config
+from monitor.errors import StoreError
 from monitor.halt import HaltState, compute, write_halt_file
 from monitor.incidents import lifecycle
 from monitor.incidents.model import Incident, Status, incident_id
@@ -37,12 +38,13 @@ from monitor.probes import ProbeContext
 from monitor.probes._http import trace_config
 from monitor.results import FailureKind, ProbeResult, Problem, Severity
 from monitor.rules import Changed, Flap, FlapChanged, Recovered, Track, Tripped, blind, connectivity_ok, evaluate, flap
-from monitor.store import OutboxItem, Override, Store
+from monitor.store import OutboxItem, Override, Store, StoreConflict
 
 log = logging.getLogger(__name__)
 
 HISTORY = 60  # probes kept per check for the status page bar
 TICK = 1.0  # seconds between escalation / override / outbox-depth checks
+CHANGE_ATTEMPTS = 10  # re-reads of an incident another replica keeps changing before giving up
 
 
 @dataclass(slots=True)
@@ -299,7 +301,7 @@ class Engine:
         log.warning("%s: %s", what, detail, extra={"site": check.site, "check": check.name, "event_id": what})
         existing = self._find_open(check.site, event.condition)
         if existing is not None:
-            await self._save(lifecycle.add_event(existing, now, what, detail))
+            await self._change(existing, lambda i: lifecycle.add_event(i, now, what, detail) if i.is_open else None)
 
     # -- the prober's own connectivity (monitor.canaries) ----------------------------------
 
@@ -365,9 +367,7 @@ class Engine:
         )
         existing = self._find_open(check.site, t.condition)
         if existing is not None:
-            await self._save(
-                lifecycle.join(existing, check=check.name, problem=t.problem, severity=t.severity, now=now)
-            )
+            await self._change(existing, _joining(check.name, t.problem, t.severity, now))
             return
         if self.is_silenced(check.site, now):
             log.info("maintenance: no incident opened", extra={"site": check.site, "condition": t.condition})
@@ -397,9 +397,8 @@ class Engine:
             # Someone else (another replica, or us before a crash) opened it first: join that one.
             found = await self.store.find_open_incident(check.site, condition)
             assert found is not None
-            incident = lifecycle.join(found, check=check.name, problem=problem, severity=severity, now=now)
-            await self._save(incident)
-            return incident
+            return await self._change(found, _joining(check.name, problem, severity, now)) or found
+        incident = replace(incident, version=1)  # create_incident stores version 1
         self.telemetry.incidents_opened[(condition, severity.value)] += 1
         await self._show(incident)
         log.error(
@@ -413,9 +412,7 @@ class Engine:
     async def _changed(self, check: Check, t: Changed, now: float) -> None:
         existing = self._find_open(check.site, t.condition)
         if existing is not None:
-            await self._save(
-                lifecycle.join(existing, check=check.name, problem=t.problem, severity=t.severity, now=now)
-            )
+            await self._change(existing, _joining(check.name, t.problem, t.severity, now))
 
     async def _recovered(self, check: Check, t: Recovered, now: float) -> None:
         self.recently_cleared.add((check.site, t.condition))
@@ -426,11 +423,14 @@ class Engine:
             key != check.key and key.startswith(f"{check.site}/") and tracks.get(t.condition, Track()).active
             for key, tracks in self.tracks.items()
         )
-        incident = lifecycle.recover(existing, check=check.name, streak=t.streak, still_failing=still, now=now)
-        outbox: list[OutboxItem] = []
-        if incident.status is Status.RESOLVED:
-            incident, outbox = planner.on_resolved(incident, self.config, now)
-        await self._save(incident, outbox)
+
+        def recover(current: Incident) -> Change:
+            if not current.is_open:
+                return None  # resolved meanwhile (by a person, or on another replica)
+            incident = lifecycle.recover(current, check=check.name, streak=t.streak, still_failing=still, now=now)
+            return planner.on_resolved(incident, self.config, now) if incident.status is Status.RESOLVED else incident
+
+        await self._change(existing, recover)
 
     # -- people ----------------------------------------------------------------------------
 
@@ -438,29 +438,30 @@ class Engine:
         async with self.lock:
             incident = await self._get_for_change(incident_id)
             now = self.clock.now()
-            was = incident.status
-            incident = lifecycle.acknowledge(incident, by=by, now=now)
-            outbox: list[OutboxItem] = []
-            if was is Status.INVESTIGATING:
-                incident, outbox = planner.on_acknowledged(incident, self.config, now)
-            await self._save(incident, outbox)
-            return incident
+
+            def ack(current: Incident) -> Change:
+                acked = lifecycle.acknowledge(current, by=by, now=now)
+                if current.status is Status.INVESTIGATING:
+                    return planner.on_acknowledged(acked, self.config, now)
+                return acked
+
+            return await self._change(incident, ack) or incident
 
     async def resolve(self, incident_id: str, by: str, note: str) -> Incident:
         async with self.lock:
             incident = await self._get_for_change(incident_id)
             now = self.clock.now()
-            incident = lifecycle.resolve(incident, by=by, note=note, now=now)
-            incident, outbox = planner.on_resolved(incident, self.config, now)
-            await self._save(incident, outbox)
-            return incident
+
+            def resolve(current: Incident) -> Change:
+                return planner.on_resolved(lifecycle.resolve(current, by=by, note=note, now=now), self.config, now)
+
+            return await self._change(incident, resolve) or incident
 
     async def annotate(self, incident_id: str, by: str, note: str) -> Incident:
         async with self.lock:
             incident = await self._get_for_change(incident_id)
-            incident = lifecycle.annotate(incident, by=by, note=note, now=self.clock.now())
-            await self._save(incident)
-            return incident
+            now = self.clock.now()
+            return await self._change(incident, lambda i: lifecycle.annotate(i, by=by, note=note, now=now)) or incident
 
     async def lift_halt(self, *, reason: str, until: float, by: str) -> Override:
         """The owner's override: lift the halt for the incidents halting now, until `until`."""
@@ -477,11 +478,11 @@ class Engine:
             )
             await self.store.save_override(override)
             self.overrides.insert(0, override)
+            detail = f"halt lifted until {_iso(until)}: {reason}"
             for iid in override.incident_ids:
                 incident = self.open.get(iid)
                 if incident is not None:
-                    detail = f"halt lifted until {_iso(until)}: {reason}"
-                    await self._save(lifecycle.add_event(incident, now, "override", detail, by))
+                    await self._change(incident, lambda i: lifecycle.add_event(i, now, "override", detail, by))
             await self._refresh_halt()
             return override
 
@@ -497,7 +498,9 @@ class Engine:
             for iid in active.incident_ids:
                 incident = self.open.get(iid)
                 if incident is not None:
-                    await self._save(lifecycle.add_event(incident, now, "override_cancelled", "halt restored", by))
+                    await self._change(
+                        incident, lambda i: lifecycle.add_event(i, now, "override_cancelled", "halt restored", by)
+                    )
             await self._refresh_halt()
             return revoked
 
@@ -520,9 +523,9 @@ class Engine:
                 until=now + seconds,
             )
             await self._save_silences([*self.maintenance.prune(now), silence])
+            detail = f"maintenance until {_iso(silence.until)}: {reason}"
             for incident in [i for i in self.open.values() if silence.covers(i.site)]:
-                detail = f"maintenance until {_iso(silence.until)}: {reason}"
-                await self._save(lifecycle.add_event(incident, now, "silenced", detail, by))
+                await self._change(incident, lambda i: lifecycle.add_event(i, now, "silenced", detail, by))
         log.warning("maintenance: %s silenced by %s", site, by, extra={"site": site, "event_id": "silenced"})
         return silence.to_json()
 
@@ -557,12 +560,32 @@ class Engine:
 
     # -- persistence and side effects ------------------------------------------------------
 
-    async def _save(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> None:
-        await self.store.update_incident(incident, outbox)
+    async def _change(self, incident: Incident, change: Callable[[Incident], Change]) -> Incident | None:
+        """Save change(incident). When another replica changed the incident since it was read
+        (StoreConflict), re-read it and apply `change` again, so neither change is lost (an ack
+        on a follower racing an escalation on the leader). None when `change` has nothing to do."""
+        for _ in range(CHANGE_ATTEMPTS):
+            planned = change(incident)
+            if planned is None:
+                return None
+            new, outbox = planned if isinstance(planned, tuple) else (planned, ())
+            try:
+                return await self._save(new, outbox)
+            except StoreConflict:
+                latest = await self.store.get_incident(incident.id)
+                if latest is None:
+                    raise
+                log.info("incident changed elsewhere; re-applying", extra={"incident": incident.id})
+                incident = latest
+        raise StoreError(f"incident {incident.id}: gave up after {CHANGE_ATTEMPTS} conflicting writes")
+
+    async def _save(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> Incident:
+        incident = await self.store.update_incident(incident, outbox)
         await self._show(incident)
         if not incident.is_open:
             log.warning("incident resolved", extra={"incident": incident.id, "site": incident.site})
         await self._after_change(incident)
+        return self.open.get(incident.id, incident)
 
     async def _show(self, incident: Incident) -> None:
         """Make a stored change visible: the HALT file first, then the view the API reads, so
@@ -587,12 +610,22 @@ class Engine:
             await asyncio.to_thread(self.reports.write, incident)
             if posted_key not in incident.posted:
                 await asyncio.to_thread(self.reports.post, incident)
-                marked = replace(incident, posted=(*incident.posted, posted_key))
-                await self.store.update_incident(marked)
-                if marked.is_open:
+                marked = await self._mark_posted(incident, posted_key)
+                if marked.is_open and marked.id in self.open:
                     self.open[marked.id] = marked
         except OSError:
             log.exception("cannot write incident report", extra={"incident": incident.id})
+
+    async def _mark_posted(self, incident: Incident, key: str) -> Incident:
+        """Record the chatroom post; on a conflict, on the incident as it is now."""
+        for _ in range(CHANGE_ATTEMPTS):
+            if key in incident.posted:
+                return incident
+            try:
+                return await self.store.update_incident(replace(incident, posted=(*incident.posted, key)))
+            except StoreConflict:
+                incident = await self.store.get_incident(incident.id) or incident
+        return incident
 
     async def _refresh_halt(self, open_incidents: dict[str, Incident] | None = None, *, force: bool = False) -> None:
         """Recompute the halt; log and rewrite .tmp/HALT only when it changed (or `force`)."""
@@ -632,9 +665,7 @@ class Engine:
                 policy = self.config.conditions.get(incident.condition)
                 if policy is None or self.is_silenced(incident.site, now):  # maintenance: no escalation
                     continue
-                plan = planner.on_tick(incident, policy, self.config, now)
-                if plan is not None:
-                    await self._save(*plan)
+                await self._change(incident, _ticking(policy, self.config, now))
             await self._after_maintenance(now)
             await self._refresh_halt()
         self.telemetry.queue_depth = await self.store.outbox_depth()
@@ -688,6 +719,17 @@ class Engine:
     @property
     def workspace(self) -> Path:
         return self.config.workspace
+
+
+Change = Incident | tuple[Incident, Sequence[OutboxItem]] | None  # what a change to an incident yields
+
+
+def _joining(check: str, problem: Problem, severity: Severity, now: float) -> Callable[[Incident], Change]:
+    return lambda i: lifecycle.join(i, check=check, problem=problem, severity=severity, now=now) if i.is_open else None
+
+
+def _ticking(policy: Any, config: Config, now: float) -> Callable[[Incident], Change]:
+    return lambda i: planner.on_tick(i, policy, config, now) if i.is_open else None
 
 
 def _iso(ts: float) -> str:

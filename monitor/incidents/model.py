@@ -61,6 +61,9 @@ class Incident:
     checks: tuple[str, ...] = ()
     posted: tuple[str, ...] = ()
     timeline: tuple[TimelineEntry, ...] = field(default=())
+    # The store's row version this value was read or written at (optimistic concurrency:
+    # update_incident refuses a stale one). Bookkeeping only: not in the record or the API.
+    version: int = field(default=0, compare=False)
 
     @property
     def is_open(self) -> bool:

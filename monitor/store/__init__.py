@@ -6,6 +6,13 @@ rows produced by that change, so both commit in one transaction or not at all.
 `create_incident` refuses a second open incident for the same (site, condition)
 at the database level (a unique index), which is what makes "no incident opens
 twice" hold across crashes and replicas.
+
+Incident rows carry a version (optimistic concurrency): a stored incident reads
+back with `Incident.version`, `update_incident` writes only if the row is still at
+that version and returns the value at its new version, else raises StoreConflict;
+the caller re-reads and re-applies its change (engine.Engine._change). With
+replicas this is what keeps an ack on one replica and an escalation on another
+from overwriting each other.
 """
 
 from __future__ import annotations
@@ -17,6 +24,11 @@ from typing import Any, Literal, Protocol
 from monitor.clock import rfc3339
 from monitor.errors import StoreError
 from monitor.incidents.model import Incident
+
+
+class StoreConflict(StoreError):
+    """update_incident: another writer changed the incident since it was read."""
+
 
 OutboxStatus = Literal["pending", "delivered", "failed"]
 
@@ -95,10 +107,13 @@ class Store(Protocol):
         """The next NNN for incident ids of `day` (YYYYMMDD); never hands out a number twice."""
 
     async def create_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> bool:
-        """Insert an open incident with its outbox rows. False (nothing written) if the
-        (site, condition) pair already has an open incident."""
+        """Insert an open incident (at version 1) with its outbox rows. False (nothing written)
+        if the (site, condition) pair already has an open incident."""
 
-    async def update_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> None: ...
+    async def update_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> Incident:
+        """Write `incident` with its outbox rows if its row is still at `incident.version`
+        (0: unconditionally); returns it at the new version. StoreConflict when another
+        writer got there first (nothing written); StoreError when there is no such incident."""
 
     async def get_incident(self, incident_id: str) -> Incident | None: ...
 
@@ -156,4 +171,4 @@ def open_store(url: str, *, base_dir: str = ".") -> Store:
     raise StoreError(f"unsupported store URL scheme in {url.split('://')[0]!r}")
 
 
-__all__ = ["IncidentFilter", "OutboxItem", "Override", "Store", "open_store"]
+__all__ = ["IncidentFilter", "OutboxItem", "Override", "Store", "StoreConflict", "open_store"]

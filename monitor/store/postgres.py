@@ -10,6 +10,9 @@ Same contract as sqlite.py (tests/store/ runs one suite over both). What differs
 - "One open incident per (site, condition)" is the same partial unique index;
   `create_incident` inserts with ON CONFLICT DO NOTHING, so a second replica
   racing to open the same incident gets False and joins the first one.
+- Incidents carry a row version: `update_incident` is a compare-and-swap
+  (`WHERE version = $expected`), raising StoreConflict when another replica
+  changed the row since it was read.
 - `due_outbox` is a plain ordered read: exactly one consumer drains the outbox
   (the leader, see cluster.py, which sets `outbox_gate` so followers see nothing
   due), so no row claiming is needed.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,7 +32,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from monitor.errors import StoreError, StoreLocked
 from monitor.incidents.model import Incident
-from monitor.store import IncidentFilter, OutboxItem, Override
+from monitor.store import IncidentFilter, OutboxItem, Override, StoreConflict
 from monitor.store.codec import (
     dumps,
     loads,
@@ -96,6 +100,16 @@ MIGRATIONS: list[str] = [
         at double precision NOT NULL,
         body bytea NOT NULL,
         PRIMARY KEY (check_key, region)
+    );
+    """,
+    # 3: a row version per incident (optimistic concurrency); the leader's lease epoch (fencing)
+    """
+    ALTER TABLE incidents ADD COLUMN version bigint NOT NULL DEFAULT 1;
+    CREATE TABLE leader_lease (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        epoch bigint NOT NULL,
+        holder text NOT NULL,
+        since double precision NOT NULL
     );
     """,
 ]
@@ -267,44 +281,49 @@ class PostgresStore:
 
         return await self._run(create)
 
-    async def update_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> None:
-        async def update(conn: asyncpg.Connection) -> None:
+    async def update_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> Incident:
+        async def update(conn: asyncpg.Connection) -> int:
             async with conn.transaction():
-                status = await conn.execute(
-                    "UPDATE incidents SET status = $1, body = $2 WHERE id = $3",
+                version = await conn.fetchval(
+                    "UPDATE incidents SET status = $1, body = $2, version = version + 1 "
+                    "WHERE id = $3 AND ($4 = 0 OR version = $4) RETURNING version",
                     incident.status.value,
                     dumps(incident.to_record()),
                     incident.id,
+                    incident.version,
                 )
-                if status != "UPDATE 1":
+                if version is None:
+                    if await conn.fetchval("SELECT 1 FROM incidents WHERE id = $1", incident.id):
+                        raise StoreConflict(f"{self._name()}: incident {incident.id} changed since it was read")
                     raise StoreError(f"{self._name()}: no incident {incident.id} to update")
                 await _insert_outbox(conn, outbox)
+                return int(version)
 
-        await self._run(update)
+        return replace(incident, version=await self._run(update))
 
     async def get_incident(self, incident_id: str) -> Incident | None:
-        body = await self._run(lambda c: c.fetchval("SELECT body FROM incidents WHERE id = $1", incident_id))
-        return None if body is None else Incident.from_record(loads(body))
+        row = await self._run(lambda c: c.fetchrow("SELECT body, version FROM incidents WHERE id = $1", incident_id))
+        return None if row is None else _incident(row)
 
     async def find_open_incident(self, site: str, condition: str) -> Incident | None:
-        body = await self._run(
-            lambda c: c.fetchval(
-                "SELECT body FROM incidents WHERE site = $1 AND condition = $2 AND status <> 'RESOLVED'",
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "SELECT body, version FROM incidents WHERE site = $1 AND condition = $2 AND status <> 'RESOLVED'",
                 site,
                 condition,
             )
         )
-        return None if body is None else Incident.from_record(loads(body))
+        return None if row is None else _incident(row)
 
     async def list_incidents(self, status: IncidentFilter = "all", limit: int = 200) -> list[Incident]:
         where = {"open": "WHERE status <> 'RESOLVED'", "resolved": "WHERE status = 'RESOLVED'", "all": ""}[status]
         rows = await self._run(
             lambda c: c.fetch(
-                f"SELECT body FROM incidents {where} ORDER BY opened_at DESC, id DESC LIMIT $1",  # noqa: S608
+                f"SELECT body, version FROM incidents {where} ORDER BY opened_at DESC, id DESC LIMIT $1",  # noqa: S608
                 limit,
             )
         )
-        return [Incident.from_record(loads(r[0])) for r in rows]
+        return [_incident(r) for r in rows]
 
     # -- rule and probe state --------------------------------------------------------------
 
@@ -411,6 +430,10 @@ class PostgresStore:
             lambda c: c.fetch("SELECT body FROM overrides ORDER BY created_at DESC, id DESC LIMIT $1", limit)
         )
         return [override_from_json(loads(r[0])) for r in rows]
+
+
+def _incident(row: Any) -> Incident:
+    return replace(Incident.from_record(loads(row[0])), version=int(row[1]))
 
 
 def _incident_row(incident: Incident) -> tuple[Any, ...]:

@@ -10,12 +10,13 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.errors import StoreError, StoreLocked
 from monitor.incidents.model import Incident
-from monitor.store import IncidentFilter, OutboxItem, Override
+from monitor.store import IncidentFilter, OutboxItem, Override, StoreConflict
 from monitor.store.codec import (
     dumps,
     loads,
@@ -53,6 +54,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
     CREATE TABLE overrides (id TEXT PRIMARY KEY, created_at REAL NOT NULL, body BLOB NOT NULL);
+    """,
+    # 2: a row version per incident (optimistic concurrency, see monitor/store/__init__.py)
+    """
+    ALTER TABLE incidents ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     """,
 ]
 
@@ -173,42 +178,53 @@ class SqliteStore:
 
         return await self._run(create)
 
-    async def update_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> None:
-        def update(db: sqlite3.Connection) -> None:
+    async def update_incident(self, incident: Incident, outbox: Sequence[OutboxItem] = ()) -> Incident:
+        def update(db: sqlite3.Connection) -> int:
             with _tx(db):
-                cur = db.execute(
-                    "UPDATE incidents SET status=?, body=? WHERE id=?",
-                    (incident.status.value, dumps(incident.to_record()), incident.id),
-                )
-                if cur.rowcount != 1:
+                row = db.execute(
+                    "UPDATE incidents SET status=?, body=?, version=version + 1 "
+                    "WHERE id=? AND (? = 0 OR version = ?) RETURNING version",
+                    (
+                        incident.status.value,
+                        dumps(incident.to_record()),
+                        incident.id,
+                        incident.version,
+                        incident.version,
+                    ),
+                ).fetchone()
+                if row is None:
+                    if db.execute("SELECT 1 FROM incidents WHERE id=?", (incident.id,)).fetchone():
+                        raise StoreConflict(f"{self._name()}: incident {incident.id} changed since it was read")
                     raise StoreError(f"{self._name()}: no incident {incident.id} to update")
                 _insert_outbox(db, outbox)
+                return int(row[0])
 
-        await self._run(update)
+        return replace(incident, version=await self._run(update))
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         rows = await self._run(
-            lambda db: db.execute("SELECT body FROM incidents WHERE id=?", (incident_id,)).fetchall()
+            lambda db: db.execute("SELECT body, version FROM incidents WHERE id=?", (incident_id,)).fetchall()
         )
-        return Incident.from_record(loads(rows[0][0])) if rows else None
+        return _incident(rows[0]) if rows else None
 
     async def find_open_incident(self, site: str, condition: str) -> Incident | None:
         rows = await self._run(
             lambda db: db.execute(
-                "SELECT body FROM incidents WHERE site=? AND condition=? AND status != 'RESOLVED'", (site, condition)
+                "SELECT body, version FROM incidents WHERE site=? AND condition=? AND status != 'RESOLVED'",
+                (site, condition),
             ).fetchall()
         )
-        return Incident.from_record(loads(rows[0][0])) if rows else None
+        return _incident(rows[0]) if rows else None
 
     async def list_incidents(self, status: IncidentFilter = "all", limit: int = 200) -> list[Incident]:
         where = {"open": "WHERE status != 'RESOLVED'", "resolved": "WHERE status = 'RESOLVED'", "all": ""}[status]
         rows = await self._run(
             lambda db: db.execute(
-                f"SELECT body FROM incidents {where} ORDER BY opened_at DESC, id DESC LIMIT ?",  # noqa: S608
+                f"SELECT body, version FROM incidents {where} ORDER BY opened_at DESC, id DESC LIMIT ?",  # noqa: S608
                 (limit,),
             ).fetchall()
         )
-        return [Incident.from_record(loads(r[0])) for r in rows]
+        return [_incident(r) for r in rows]
 
     # -- rule and probe state --------------------------------------------------------------
 
@@ -315,6 +331,10 @@ class _tx:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _incident(row: Any) -> Incident:
+    return replace(Incident.from_record(loads(row[0])), version=int(row[1]))
 
 
 def _incident_row(incident: Incident) -> tuple[Any, ...]:

@@ -13,7 +13,7 @@ from conftest import StoreFactory
 from monitor.errors import StoreError
 from monitor.incidents.model import Incident, Status, TimelineEntry
 from monitor.results import Severity
-from monitor.store import OutboxItem, Override, Store, open_store
+from monitor.store import OutboxItem, Override, Store, StoreConflict, open_store
 
 T0 = 1_764_000_000.0
 
@@ -140,6 +140,57 @@ async def test_update_persists_timeline_and_outbox_together(store: Store) -> Non
     assert got is not None
     assert [e.event for e in got.timeline] == ["opened", "acknowledged"]
     assert [i.key for i in await store.list_outbox(inc.id)] == ["ack"]
+
+
+async def test_update_is_a_compare_and_swap_on_the_row_version(store: Store) -> None:
+    """A stored incident reads back with a version; an update from a stale read is refused
+    (StoreConflict, its outbox rows not written) and the caller re-reads and re-applies."""
+    await store.create_incident(incident())
+    read = await store.get_incident(incident().id)
+    assert read is not None
+    assert read.version == 1
+    acked = await store.update_incident(replace(read, status=Status.MITIGATING, acknowledged_by="owen"))
+    assert acked.version == 2
+    got = await store.get_incident(read.id)
+    assert got is not None
+    assert got.version == 2
+    assert [i.version for i in await store.list_incidents("open")] == [2]
+    found = await store.find_open_incident(read.site, read.condition)
+    assert found is not None
+    assert found.version == 2
+    stale = replace(read, escalation_step=1, paged=("owen", "marcus"))  # built on version 1
+    with pytest.raises(StoreConflict):
+        await store.update_incident(stale, [item("escalated", incidents=(read.id,))])
+    assert await store.list_outbox() == []
+    got = await store.get_incident(read.id)
+    assert got is not None
+    assert got.acknowledged_by == "owen"
+    assert got.escalation_step == 0
+    redone = await store.update_incident(replace(got, escalation_step=1), [item("escalated")])
+    assert redone.version == 3
+    assert [i.key for i in await store.list_outbox()] == ["escalated"]
+
+
+async def test_concurrent_updates_from_one_read_let_exactly_one_win(make_store: StoreFactory) -> None:
+    """Two replicas (two store instances) changing the same read: one writes, the others conflict."""
+    a, b = await make_store(), await make_store()
+    await a.create_incident(incident())
+    read = await a.get_incident(incident().id)
+    assert read is not None
+
+    async def change(s: Store, n: int) -> bool:
+        try:
+            await s.update_incident(replace(read, failures=n), [item(f"k{n}")])
+        except StoreConflict:
+            return False
+        return True
+
+    won = await asyncio.gather(*(change(s, n) for n, s in enumerate([a, b] * 5)))
+    assert sum(won) == 1
+    got = await b.get_incident(read.id)
+    assert got is not None
+    assert got.version == 2
+    assert [i.key for i in await b.list_outbox()] == [f"k{won.index(True)}"]
 
 
 async def test_update_of_unknown_incident_writes_nothing(store: Store) -> None:
