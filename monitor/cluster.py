@@ -16,6 +16,13 @@
   as the leader's connection dies, so another replica takes over at its next
   heartbeat. Only the leader turns results into incidents, runs escalation
   timers (engine.tick) and drains the outbox (PostgresStore.outbox_gate).
+- Fencing: a new leader bumps `leader_lease.epoch` when it takes the lock, and the
+  outbox worker asks `fence()` before every delivery: a deposed leader whose epoch
+  is no longer current sends nothing more, even if it has not yet noticed that it
+  lost the lock; the new leader also waits one heartbeat before delivering.
+- Metrics: only the leader exports incident, halt and notification families
+  (engine.leading), so sums over replicas do not count an incident three times;
+  probe gauges come from the replica that probes the check.
 - Quorum: results of a confirm-check drive the rules only when they arrive from
   the first listed region that has a live replica; they count as failing only
   when `quorum` regions' latest fresh results fail.
@@ -142,6 +149,9 @@ class Cluster:
         self._leader_since = 0.0
         self._lock_conn: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.epoch = 0  # our leader_lease epoch while we lead
+        self._owned: frozenset[str] = frozenset()  # keys of the checks this replica probes
+        self._configured = frozenset(c.key for c in engine.config.checks)
         self._latest: dict[str, dict[str, tuple[float, ProbeResult]]] = {}  # the leader's quorum memory
         self._seen: dict[str, float] = {}  # check key -> time of the newest result shown in its view
 
@@ -150,9 +160,11 @@ class Cluster:
         """MONITOR_REGION, MONITOR_REPLICA_ID, MONITOR_CLUSTER_HEARTBEAT, MONITOR_CLUSTER_TTL."""
         env = os.environ
         ttl = env.get("MONITOR_CLUSTER_TTL")
+        explicit = region or env.get("MONITOR_REGION") or None
+        engine.telemetry.region = explicit  # probe metrics carry `region` only when one was given
         return cls(
             engine,
-            region=region or env.get("MONITOR_REGION") or "default",
+            region=explicit or "default",
             replica_id=env.get("MONITOR_REPLICA_ID") or None,
             heartbeat=float(env.get("MONITOR_CLUSTER_HEARTBEAT", "2")),
             ttl=float(ttl) if ttl else None,
@@ -165,11 +177,14 @@ class Cluster:
         self.engine.should_probe = self.owns
         self.engine.result_sink = self.submit
         self.engine.before_tick = self.before_tick
+        self.engine.leading = lambda: self.leader
         self.store.outbox_gate = self.leader_ready
 
     async def start(self) -> None:
         """After engine.start(): first heartbeat (so ownership is known), then the loops."""
         await self.beat()
+        if self.engine.outbox is not None:
+            self.engine.outbox.fence = self.fence
         self._tasks.append(asyncio.create_task(self._every(self.heartbeat, self.beat), name="cluster heartbeat"))
         self._tasks.append(asyncio.create_task(self._every(self.poll, self.consume), name="cluster results"))
         log.info(
@@ -226,6 +241,8 @@ class Cluster:
         members = tuple(Member(r["id"], r["region"]) for r in rows)
         if {m.id for m in members} != {m.id for m in self.members}:
             log.info("cluster members: %s", ", ".join(f"{m.id}@{m.region}" for m in members))
+        if members != self.members:
+            self._owned = frozenset(c.key for c in self.engine.config.checks if self.id in owners(c, members).values())
         self.members = members
         await self._elect()
 
@@ -236,9 +253,18 @@ class Cluster:
             if self.leader:
                 await self._lock_conn.fetchval("SELECT 1", timeout=self.ttl)
             elif await self._lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK, timeout=self.ttl):
+                self.epoch = int(
+                    await self._lock_conn.fetchval(
+                        "INSERT INTO leader_lease(epoch, holder, since) VALUES (1, $1, extract(epoch from now())) "
+                        "ON CONFLICT (singleton) DO UPDATE SET epoch = leader_lease.epoch + 1, "
+                        "holder = excluded.holder, since = excluded.since RETURNING epoch",
+                        self.id,
+                        timeout=self.ttl,
+                    )
+                )
                 self.leader = True
                 self._leader_since = asyncio.get_running_loop().time()
-                log.warning("replica %s is the leader", self.id, extra={"event_id": "leader"})
+                log.warning("replica %s is the leader (epoch %d)", self.id, self.epoch, extra={"event_id": "leader"})
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, StoreError) as exc:
             if self.leader:
                 log.error("replica %s lost the leadership: %s", self.id, exc, extra={"event_id": "leader_lost"})
@@ -257,8 +283,31 @@ class Cluster:
         """Leader for long enough that a predecessor which lost the lock has seen it (outbox, escalation)."""
         return self.leader and asyncio.get_running_loop().time() - self._leader_since >= self.heartbeat
 
+    async def fence(self) -> bool:
+        """Before each delivery: still the settled leader, and no one took a newer lease."""
+        if not self.leader_ready():
+            return False
+        try:
+            current = await self.store._run(lambda c: c.fetchval("SELECT epoch FROM leader_lease"), "fence")
+        except StoreError as exc:
+            log.warning("cluster: cannot confirm the lease, not delivering: %s", exc, extra={"event_id": "fenced"})
+            return False
+        if current != self.epoch:
+            log.error(
+                "replica %s was deposed (epoch %s > %d); stepping down",
+                self.id,
+                current,
+                self.epoch,
+                extra={"event_id": "fenced"},
+            )
+            await self._step_down()
+            return False
+        return True
+
     def owns(self, check: Check) -> bool:
-        return self.id in owners(check, self.members).values()
+        if check.key in self._configured:
+            return check.key in self._owned
+        return self.id in owners(check, self.members).values()  # not in the config (a synthetic check)
 
     # -- results ---------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class CheckView:
     check: Check
     last: ProbeResult | None = None
     last_at: float | None = None
+    own: ProbeResult | None = None  # the last result this process probed (metrics); `last` may be another's
     history: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     def to_json(self, tracks: dict[str, Track]) -> dict[str, Any]:
@@ -135,6 +136,7 @@ class Engine:
         self.should_probe: Callable[[Check], bool] = lambda _check: True
         self.result_sink: Callable[[Check, ProbeResult], Awaitable[None]] | None = None
         self.before_tick: Callable[[], Awaitable[bool]] | None = None
+        self.leading: Callable[[], bool] = lambda: True  # False: a follower; /metrics omits incident families
         self.flaps: dict[str, dict[str, Flap]] = {}  # per check: recent outcomes per condition (rules.flap)
         self.connectivity_ok = True  # False while every monitor.canaries target is unreachable
         probes.load_all()
@@ -256,7 +258,8 @@ class Engine:
     def observe(self, check: Check, result: ProbeResult, now: float) -> None:
         """Show a result on the status page and in the probe metrics."""
         view = self.views.setdefault(check.key, CheckView(check))
-        view.last, view.last_at = result, now
+        view.last = view.own = result
+        view.last_at = now
         view.history.append((now, result.ok))
         self.telemetry.probe(check.site, check.name, result.result_label, result.duration)
 
@@ -564,9 +567,11 @@ class Engine:
         """Save change(incident). When another replica changed the incident since it was read
         (StoreConflict), re-read it and apply `change` again, so neither change is lost (an ack
         on a follower racing an escalation on the leader). None when `change` has nothing to do."""
-        for _ in range(CHANGE_ATTEMPTS):
+        for attempt in range(CHANGE_ATTEMPTS):
             planned = change(incident)
             if planned is None:
+                if attempt:
+                    await self._show(incident)  # nothing to do on the re-read one; show it as it is
                 return None
             new, outbox = planned if isinstance(planned, tuple) else (planned, ())
             try:

@@ -4,6 +4,11 @@ Counters and histograms are plain numbers the engine bumps (Telemetry); the
 collector turns them and the live state into metric families on each scrape,
 so a removed site disappears from /metrics by itself. Histograms use a short
 bucket list on purpose: 10,000 checks x 9 buckets stays small and fast.
+
+Replicas (cluster.py): a replica started with a region adds `region` to every
+probe family; per-check gauges come only from the replica that probes the check;
+the incident, halt, condition and notification families come only from the
+leader, so sums over replicas in Prometheus count each incident once.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ HELP = {  # shared by the collector and the direct writer below
     "monitor_probes_total": "Probes run, by result",
     "monitor_site_maintenance": "1 while the site is in a maintenance window or silenced",
 }
-LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
 @dataclass(slots=True)
@@ -73,6 +78,7 @@ class Telemetry:
     incidents_opened: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     notifications: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     queue_depth: int = 0
+    region: str | None = None  # a replica's region: an extra `region` label on the probe families
 
     def probe(self, site: str, check: str, result: str, duration: float) -> None:
         self.probes[(site, check, result)] += 1
@@ -96,45 +102,46 @@ class EngineCollector(Collector):
 
     def _few(self) -> Iterator[Metric]:
         """The families whose size does not grow with the number of checks."""
-        yield from self._conditions()
-        yield from self._incidents()
+        if self.engine.leading():  # followers would count the leader's incidents again
+            yield from self._conditions()
+            yield from self._incidents()
         yield from self._engine()
 
     def _probes(self) -> Iterator[Metric]:
         e, t = self.engine, self.engine.telemetry
-        success = GaugeMetricFamily("monitor_probe_success", HELP["monitor_probe_success"], labels=["site", "check"])
+        extra = [] if t.region is None else [t.region]
+        names = ["site", "check"] + ([] if t.region is None else ["region"])
+        success = GaugeMetricFamily("monitor_probe_success", HELP["monitor_probe_success"], labels=names)
         status = GaugeMetricFamily(
-            "monitor_probe_http_status_code", HELP["monitor_probe_http_status_code"], labels=["site", "check"]
+            "monitor_probe_http_status_code", HELP["monitor_probe_http_status_code"], labels=names
         )
         expiry = GaugeMetricFamily(
             "monitor_tls_cert_expiry_timestamp_seconds",
             HELP["monitor_tls_cert_expiry_timestamp_seconds"],
-            labels=["site", "check"],
+            labels=names,
         )
         for check in e.config.checks:
             view = e.views.get(check.key)
-            if view is None or view.last is None:
+            if view is None or view.own is None or not e.should_probe(check):
                 continue
-            labels = [check.site, check.name]
-            success.add_metric(labels, 1.0 if view.last.ok else 0.0)
-            if view.last.status_code is not None:
-                status.add_metric(labels, float(view.last.status_code))
-            if view.last.cert_expires_at is not None:
-                expiry.add_metric(labels, view.last.cert_expires_at)
+            labels = [check.site, check.name, *extra]
+            success.add_metric(labels, 1.0 if view.own.ok else 0.0)
+            if view.own.status_code is not None:
+                status.add_metric(labels, float(view.own.status_code))
+            if view.own.cert_expires_at is not None:
+                expiry.add_metric(labels, view.own.cert_expires_at)
         yield success
         yield status
         yield expiry
         duration = HistogramMetricFamily(
-            "monitor_probe_duration_seconds", HELP["monitor_probe_duration_seconds"], labels=["site", "check"]
+            "monitor_probe_duration_seconds", HELP["monitor_probe_duration_seconds"], labels=names
         )
         for (site, name), hist in t.durations.items():
-            duration.add_metric([site, name], hist.buckets(), hist.total)
+            duration.add_metric([site, name, *extra], hist.buckets(), hist.total)
         yield duration
-        total = CounterMetricFamily(
-            "monitor_probes_total", HELP["monitor_probes_total"], labels=["site", "check", "result"]
-        )
+        total = CounterMetricFamily("monitor_probes_total", HELP["monitor_probes_total"], labels=[*names, "result"])
         for (site, name, result), count in t.probes.items():
-            total.add_metric([site, name, result], float(count))
+            total.add_metric([site, name, *extra, result], float(count))
         yield total
 
     def _conditions(self) -> Iterator[Metric]:
@@ -261,16 +268,22 @@ def _head(out: list[str], name: str, kind: str) -> None:
     out.append(f"# HELP {name} {HELP[name]}\n# TYPE {name} {kind}\n")
 
 
+def _region(t: Telemetry) -> str:
+    """The `region` label and its comma, in sorted label order (after check, le and result)."""
+    return "" if t.region is None else f'region="{_esc(t.region)}",'
+
+
 def _write_probes(e: Engine, out: list[str]) -> None:
     success: list[str] = []
     status: list[str] = []
     expiry: list[str] = []
+    region = _region(e.telemetry)
     for check in e.config.checks:
         view = e.views.get(check.key)
-        if view is None or view.last is None:
+        if view is None or view.own is None or not e.should_probe(check):
             continue
-        last = view.last
-        labels = f'{{check="{_esc(check.name)}",site="{_esc(check.site)}"}} '
+        last = view.own
+        labels = f'{{check="{_esc(check.name)}",{region}site="{_esc(check.site)}"}} '
         success.append(f"monitor_probe_success{labels}{'0.0' if last.problems else '1.0'}\n")
         if last.status_code is not None:
             status.append(f"monitor_probe_http_status_code{labels}{_value(last.status_code)}\n")
@@ -286,20 +299,21 @@ def _write_probes(e: Engine, out: list[str]) -> None:
     _write_durations(e.telemetry, out)
     _head(out, "monitor_probes_total", "counter")
     for (site, name, result), count in e.telemetry.probes.items():
-        labels = f'{{check="{_esc(name)}",result="{_esc(result)}",site="{_esc(site)}"}} '
+        labels = f'{{check="{_esc(name)}",{region}result="{_esc(result)}",site="{_esc(site)}"}} '
         out.append(f"monitor_probes_total{labels}{_value(count)}\n")
 
 
 def _write_durations(t: Telemetry, out: list[str]) -> None:
     _head(out, "monitor_probe_duration_seconds", "histogram")
-    les = [f'",le="{le}",site="' for le in (*map(repr, PROBE_BUCKETS), "+Inf")]
+    region = _region(t)
+    les = [f'",le="{le}",{region}site="' for le in (*map(repr, PROBE_BUCKETS), "+Inf")]
     for (site, name), hist in t.durations.items():
         c, s = _esc(name), _esc(site)
         running = 0
         for le, count in zip(les, hist.counts, strict=True):
             running += count
             out.append(f'monitor_probe_duration_seconds_bucket{{check="{c}{le}{s}"}} {_value(running)}\n')
-        labels = f'{{check="{c}",site="{s}"}} '
+        labels = f'{{check="{c}",{region}site="{s}"}} '
         out.append(f"monitor_probe_duration_seconds_count{labels}{_value(running)}\n")
         out.append(f"monitor_probe_duration_seconds_sum{labels}{_go(hist.total)}\n")
 

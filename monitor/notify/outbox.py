@@ -28,7 +28,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +166,8 @@ class OutboxWorker:
         self._lock = asyncio.Lock()
         self._closing = False
         self._next_refresh: dict[str, float] = {}
+        # Replicas (cluster.py): asked before every delivery; False = we are not (or no longer) the leader.
+        self.fence: Callable[[], Awaitable[bool]] | None = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -250,6 +252,8 @@ class OutboxWorker:
                 continue
             if item.next_attempt_at > now:
                 break
+            if self.fence is not None and not await self.fence():
+                break  # deposed: the new leader delivers it
             attempted += 1
             if not await self._attempt(item, now):
                 break
@@ -362,7 +366,7 @@ class OutboxWorker:
             if (every := getattr(ch, "refresh_every", None))
             and now >= self._next_refresh.setdefault(name, now + float(every))
         ]
-        if not due:
+        if not due or (self.fence is not None and not await self.fence()):
             return
         async with self._lock:
             incidents = [i.to_json() for i in await self.store.list_incidents("open", limit=10_000)]

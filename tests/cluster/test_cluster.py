@@ -119,7 +119,7 @@ async def crash(engine: Engine, cluster: Cluster) -> None:
     engine.store._pool = None  # type: ignore[attr-defined]
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> float:  # noqa: ASYNC109
+async def eventually(predicate: Callable[[], Any], timeout: float, what: str) -> float:
     """Wait until predicate() (sync or async) is true; returns the seconds it took."""
     started = time.monotonic()
     while True:
@@ -274,3 +274,53 @@ async def test_only_the_leader_drains_the_outbox(replicas: tuple[str, StartRepli
     # the leader's worker may already have tried it; either it is still due or it was attempted
     items = await leader[0].store.list_outbox()
     assert len(items) == 1
+
+
+async def test_ack_on_a_follower_racing_an_escalation_on_the_leader_is_kept(
+    replicas: tuple[str, StartReplica], tmp_path: Path
+) -> None:
+    """The leader escalates from a view read before a follower's ack: its write conflicts (row
+    version), it re-reads, sees the ack and pages no one; the ack is not overwritten."""
+    url, start = replicas
+    path = tmp_path / "sites.yaml"
+    path.write_text(
+        f"""
+version: 1
+monitor: {{store: "{url}", workspace: ws}}
+defaults: {{interval: 500ms, timeout: 400ms, failure_threshold: 1, success_threshold: 1}}
+channels:
+  hook: {{type: webhook, url: "http://127.0.0.1:9/hook"}}
+people:
+  owen: {{name: Owen, notify: [hook]}}
+  marcus: {{name: Marcus, notify: [hook]}}
+conditions:
+  production_down: {{first_responders: [owen], escalation: [marcus], escalate_after: 1s}}
+sites:
+  - name: shop
+    checks:
+      - {{type: http, url: 'http://127.0.0.1:9/'}}
+"""
+    )
+    config = load_config(path, {})
+    a, b = await start(config, "a", schedule=False), await start(config, "b", schedule=False)
+    await eventually(lambda: a[1].leader or b[1].leader, 5, "a leader")
+    (leader, _), (follower, _) = (a, b) if a[1].leader else (b, a)
+    ticker = next(t for t in leader.background if t.get_name() == "ticker")
+    ticker.cancel()  # the leader's view stays as it is now: before the ack
+    leader.before_tick = None
+    await leader.handle_result(config.checks[0], DOWN)
+    (stale,) = leader.open.values()
+    assert stale.status is Status.INVESTIGATING
+
+    await follower.acknowledge(stale.id, "owen")
+    assert leader.open[stale.id].status is Status.INVESTIGATING  # stale
+    await asyncio.sleep(1.1)  # past escalate_after
+    await leader.tick()
+
+    got = await leader.store.get_incident(stale.id)
+    assert got is not None
+    assert got.status is Status.MITIGATING
+    assert got.acknowledged_by == "owen"
+    assert got.paged == ("owen",)
+    assert not [i for i in await leader.store.list_outbox(stale.id) if i.event == "escalated"]
+    assert leader.open[stale.id].status is Status.MITIGATING
