@@ -1,10 +1,12 @@
-"""The scheduler spreads first probes: small configs start at once, large ones over the interval."""
+"""The scheduler spreads first probes (small configs at once, large ones over the interval) and batches wake-ups."""
 
 from __future__ import annotations
 
-from monitor.clock import SystemClock
+import asyncio
+
+from monitor.clock import FakeClock, SystemClock
 from monitor.config import Check
-from monitor.scheduler import MAX_START_JITTER, Scheduler
+from monitor.scheduler import MAX_START_JITTER, QUANTUM, Scheduler
 
 
 def checks(n: int, interval: float = 30.0) -> list[Check]:
@@ -53,3 +55,27 @@ def test_the_spread_never_exceeds_a_short_interval() -> None:
     items = [*checks(9_999), *checks(1, interval=1.0)]
     s = scheduler(items)
     assert s.first_delay(items[-1]) <= 1.0
+
+
+async def test_wakeups_are_batched_on_the_quantum_grid() -> None:
+    """Probes wake on a QUANTUM grid (fewer loop passes, less CPU per probe) and start at most QUANTUM late."""
+    clock = FakeClock()
+    lags: list[float] = []
+    started: list[float] = []
+
+    async def run(_check: Check) -> None:
+        started.append(clock.monotonic())
+
+    items = checks(200, interval=1.0)
+    s = Scheduler(items, run, clock=clock, max_concurrency=256, on_lag=lags.append, seed=2)
+    s.start()
+    await asyncio.sleep(0)
+    wakes = [when for when, _ in clock._sleepers]
+    assert all(abs(w / QUANTUM - round(w / QUANTUM)) < 1e-6 for w in wakes)
+    step = QUANTUM / 5
+    for _ in range(int(3 / step)):
+        await clock.advance(step)
+    await s.stop()
+    assert len(started) >= 2 * 200
+    assert max(lags) <= QUANTUM + step + 1e-9
+    assert len(set(started)) <= 3 / QUANTUM + 1
