@@ -19,7 +19,9 @@ WORKDIR /src
 COPY deploy/requirements.lock deploy/build-constraints.txt /src/deploy/
 COPY pyproject.toml README.md /src/
 COPY monitor /src/monitor
-RUN pip wheel --wheel-dir /wheels -c deploy/requirements.lock .
+# asyncpg is the `postgres` extra (replicas on PostgreSQL, docs/scaling.md), named directly so
+# every package on the line is a name pinned in the lock.
+RUN pip wheel --wheel-dir /wheels -c deploy/requirements.lock . asyncpg
 
 # --- stage 2: runtime ------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -47,7 +49,7 @@ RUN groupadd --system --gid 10001 monitor \
 # The bind mount keeps the wheels out of every layer of the final image.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     --mount=type=bind,source=deploy/requirements.lock,target=/tmp/requirements.lock \
-    pip install --no-index --find-links /wheels -c /tmp/requirements.lock monitor \
+    pip install --no-index --find-links /wheels -c /tmp/requirements.lock monitor asyncpg \
  && monitor --help > /dev/null
 
 # State lives in /data: point sites.yaml at it (store: sqlite:////data/monitor.db,
