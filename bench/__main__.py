@@ -94,11 +94,12 @@ class Bench:
     def measure_start(self, pid: int) -> tuple[float, float, int, float]:
         return time.monotonic(), cpu_seconds(pid), self.nginx.requests(), self.nginx.cpu()
 
-    def measure_end(self, row: Row, pid: int, start: tuple[float, float, int, float]) -> None:
+    def measure_end(self, row: Row, pid: int, start: tuple[float, float, int, float], flip: bool = False) -> None:
         t0, cpu0, req0, ngx0 = start
         t1, cpu1, req1, ngx1 = time.monotonic(), cpu_seconds(pid), self.nginx.requests(), self.nginx.cpu()
         row.window = t1 - t0
-        row.probes = req1 - req0 - 1  # stub_status counts itself once
+        # stub_status counts itself once; the drill's check (monitor only) is not one of the N
+        row.probes = req1 - req0 - 1 - (round(row.window / self.args.flip_interval) if flip else 0)
         row.probes_per_s = row.probes / row.window
         row.cpu_s = cpu1 - cpu0
         row.cpu_pct = 100 * row.cpu_s / row.window
@@ -180,7 +181,7 @@ class Bench:
                 start = self.measure_start(proc.pid)
                 spy = self.profiler(proc.pid, f"monitor-{n}")
                 await asyncio.sleep(self.args.window)
-                self.measure_end(row, proc.pid, start)
+                self.measure_end(row, proc.pid, start, flip=True)
                 if spy is not None:
                     await asyncio.to_thread(spy.wait)
                 lag1 = parse_hist(await get_text(http, base + "/metrics"), "monitor_schedule_lag_seconds")
@@ -281,12 +282,16 @@ class Bench:
     # -- the whole thing -------------------------------------------------------------------
 
     async def run(self) -> list[Row]:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up children
         self.nginx.start()
         hook = await self.start_hook()
         rows: list[Row] = []
         try:
             for n in self.args.scales:
-                for rep in range(self.args.repeats):
+                repeats = self.args.repeats if n == max(self.args.scales) else self.args.small_repeats
+                for rep in range(repeats):
                     for runner in self.args.runners:
                         t = time.monotonic()
                         if runner == "monitor":
@@ -295,7 +300,8 @@ class Bench:
                             row = await self.run_loadgen(n, runner)
                         rows.append(row)
                         print(
-                            f"  n={n:<6} rep={rep + 1} {runner:<8} {row.probes_per_s:8.1f} probes/s "
+                            f"  load {os.getloadavg()[0]:.2f}  n={n:<6} rep={rep + 1} {runner:<8} "
+                            f"{row.probes_per_s:8.1f} probes/s "
                             f"{row.probes_per_cpu_s:8.0f} probes/CPU-s  nginx {row.nginx_cpu_pct:4.1f}% "
                             f"({time.monotonic() - t:.0f}s)",
                             file=sys.stderr,
@@ -452,18 +458,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="1,000 and 10,000 checks, one short repeat (~2 min)")
     p.add_argument("--scales", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000, 10000])
     p.add_argument("--runners", type=lambda s: s.split(","), default=["monitor", "raw", "blackbox"])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="runs of the largest scale (the table shows medians)")
+    p.add_argument("--small-repeats", type=int, default=1, help="runs of each smaller scale")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between probes of one check")
-    p.add_argument("--warmup", type=float, default=4.0)
-    p.add_argument("--window", type=float, default=15.0, help="seconds measured per run")
-    p.add_argument("--flip-interval", type=float, default=1.0, help="interval of the check the 503 drill flips")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--window", type=float, help="seconds measured per run (default: one interval)")
+    p.add_argument("--flip-interval", type=float, default=5.0, help="interval of the check the 503 drill flips")
     p.add_argument("--no-drill", action="store_true", help="skip the 503 -> incident -> page drill")
     p.add_argument("--uvloop", action="store_true", help=f"run every Python process on uvloop (from {UVLOOP_DIR})")
     p.add_argument("--profile", type=Path, help="py-spy the monitor runs into this folder (collapsed stacks)")
     p.add_argument("--json", type=Path, help="also write every run (not just medians) here")
     args = p.parse_args(argv)
-    if args.quick:
-        args.scales, args.repeats, args.warmup, args.window = [1000, 10000], 1, 3.0, 10.0
+    if args.quick:  # 10 s windows see a third of the checks: same rates, noisier figures
+        args.scales, args.repeats, args.window = [1000, 10000], 1, args.window or 10.0
+    if args.window is None:  # one interval: every check is probed once in the window, whatever the phases
+        args.window = args.interval
     return args
 
 
@@ -475,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = "uvloop" if args.uvloop else "asyncio"
     print(
         f"\n{len(rows)} runs in {time.monotonic() - started:.0f}s; interval {args.interval:g}s, "
-        f"window {args.window:g}s, medians of {args.repeats}; loop {loop}; {os.cpu_count()} CPUs\n"
+        f"window {args.window:g}s, medians of {args.repeats} at {max(args.scales):,} checks "
+        f"({args.small_repeats} below); loop {loop}; {os.cpu_count()} CPUs\n"
     )
     print(table(median_rows(rows), args))
     if args.json:
