@@ -61,6 +61,8 @@ class Row:
     page_s: float | None = None
     nginx_cpu_pct: float = 0.0
     failed: int = 0
+    ready_s: float | None = None  # monitor: from exec to /readyz answering 200 (config load, store open)
+    ready_rss_mb: float | None = None  # monitor: RSS at that moment, before any probe
 
 
 class Bench:
@@ -171,8 +173,10 @@ class Bench:
         row = Row("monitor", n)
         try:
             async with aiohttp.ClientSession() as http:
+                t_exec = time.monotonic()
                 try:
                     await wait_ready(http, base + "/readyz", proc)
+                    row.ready_s, row.ready_rss_mb = time.monotonic() - t_exec, memory(proc.pid).rss_mb
                 except RuntimeError as exc:
                     log.flush()
                     raise RuntimeError(f"{exc}:\n{(work / 'monitor.log').read_text()[-2000:]}") from None
@@ -248,10 +252,11 @@ class Bench:
         ]
         if self.args.uvloop:
             cmd.append("--uvloop")
-        if mode == "raw":
-            from monitor.scheduler import QUANTUM
+        if mode == "raw":  # the same schedule monitor keeps: its first-round spread and its wake-up grid
+            from monitor.scheduler import MAX_START_JITTER, QUANTUM, START_RATE
 
-            cmd += ["--quantum", str(QUANTUM)]
+            spread = min(self.args.interval, max(n / START_RATE, min(MAX_START_JITTER, self.args.interval / 10)))
+            cmd += ["--quantum", str(QUANTUM), "--spread", str(spread)]
         try:
             if mode == "blackbox":
                 exporter, address = start_exporter(self.root)
@@ -441,15 +446,18 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
                 f"| {fmt(r.incident_s, '.2f')} | {fmt(r.page_s, '.2f')} | {r.nginx_cpu_pct:.1f} |"
             )
     lines.append("")
-    lines.append("| checks | monitor ÷ raw (probes/CPU-s) | monitor ÷ blackbox (probes/CPU-s) |")
-    lines.append("|---|---|---|")
+    lines.append(
+        "| checks | monitor ÷ raw (probes/CPU-s) | monitor ÷ blackbox (probes/CPU-s) "
+        "| monitor start: ready s / RSS MB before probing |"
+    )
+    lines.append("|---|---|---|---|")
     for n in args.scales:
         m, raw, bb = by.get((n, "monitor")), by.get((n, "raw")), by.get((n, "blackbox"))
         if m is None:
             continue
         ratio_raw = f"{m.probes_per_cpu_s / raw.probes_per_cpu_s:.2f}" if raw else "—"
         ratio_bb = f"{m.probes_per_cpu_s / bb.probes_per_cpu_s:.2f}" if bb else "—"
-        lines.append(f"| {n:,} | {ratio_raw} | {ratio_bb} |")
+        lines.append(f"| {n:,} | {ratio_raw} | {ratio_bb} | {fmt(m.ready_s, '.1f')} / {fmt(m.ready_rss_mb, '.0f')} |")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ import asyncio
 import sys
 import urllib.parse
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import orjson
@@ -35,11 +36,11 @@ async def main(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     measure_from = t0 + args.warmup
-    step = args.interval / len(urls)
+    spread = args.spread or args.interval  # the targets' phases lie in [0, spread), as monitor's first round does
 
     async def one(session: aiohttp.ClientSession, url: str) -> None:
         try:
-            async with session.get(url) as resp:
+            async with session.get(url, trace_request_ctx=SimpleNamespace(marks={})) as resp:
                 body = await resp.read()
                 good = resp.status == 200 and (args.mode == "raw" or b"\nprobe_success 1" in body)
         except (aiohttp.ClientError, OSError, TimeoutError):
@@ -48,11 +49,16 @@ async def main(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
         slots.release()
 
     tasks: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    traces = []
+    if args.trace:  # monitor's per-phase timings, to price them
+        from monitor.probes._http import trace_config
+
+        traces.append(trace_config())
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trace_configs=traces) as session:
         k = 0
         end = t0 + args.duration
         while True:
-            due = t0 + k * step
+            due = t0 + (k // len(urls)) * args.interval + (k % len(urls)) * spread / len(urls)
             if due >= end:
                 break
             wake = due + (-due) % args.quantum if args.quantum else due  # monitor's scheduler grid
@@ -87,8 +93,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.0)
     p.add_argument("--concurrency", type=int, default=256)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--spread", type=float, default=0.0, help="phases within this many seconds (default: interval)")
     p.add_argument("--quantum", type=float, default=0.0, help="wake on this grid (seconds), as monitor does")
     p.add_argument("--uvloop", action="store_true")
+    p.add_argument("--trace", action="store_true", help="attach monitor's trace_config (phase timings)")
     return p.parse_args()
 
 
