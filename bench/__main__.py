@@ -116,7 +116,8 @@ class Bench:
         self.args.profile.mkdir(parents=True, exist_ok=True)
         out = self.args.profile / f"{name}.txt"
         exe = shutil.which("py-spy") or str(Path(PY).with_name("py-spy"))
-        cmd = [exe, "record", "-p", str(pid), "-d", str(int(self.args.window)), "-r", "50", "-f", "raw", "-o", str(out)]
+        seconds = str(int(self.args.window))
+        cmd = [exe, "record", "-p", str(pid), "-d", seconds, "-r", "200", "-f", "raw", "-o", str(out)]
         return spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def urls_file(self, n: int) -> Path:
