@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -103,10 +104,7 @@ class SqliteStore:
                 db = sqlite3.connect(
                     str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
                 )
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA foreign_keys=ON")
-                self._migrate(db)
+                self._set_up(db)
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc):
                     raise StoreLocked(f"{self._name()}: database is locked by another process") from exc
@@ -118,6 +116,22 @@ class SqliteStore:
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._pool, connect)
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        """WAL mode and migrations. SQLite answers "locked" at once, without waiting, when two
+        connections upgrade their locks on a fresh file together, so retry until busy_timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                self._migrate(db)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         # The version is read inside the write lock: two processes opening a fresh file at once
