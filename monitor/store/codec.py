@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from monitor.incidents.model import Incident
 from monitor.store import OutboxItem, Override
 
 
@@ -17,6 +19,23 @@ def loads(data: bytes | str | memoryview) -> Any:
     if isinstance(data, memoryview):
         data = bytes(data)
     return orjson.loads(data)
+
+
+def incident_from_row(row: Any) -> Incident:
+    """(body, version) as both backends select them."""
+    return replace(Incident.from_record(loads(row[0])), version=int(row[1]))
+
+
+def incident_row(incident: Incident) -> tuple[Any, ...]:
+    """(id, site, condition, status, opened_at, body) as both backends insert them."""
+    return (
+        incident.id,
+        incident.site,
+        incident.condition,
+        incident.status.value,
+        incident.opened_at,
+        dumps(incident.to_record()),
+    )
 
 
 def outbox_to_json(item: OutboxItem) -> dict[str, Any]:

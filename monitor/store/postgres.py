@@ -35,6 +35,8 @@ from monitor.incidents.model import Incident
 from monitor.store import IncidentFilter, OutboxItem, Override, StoreConflict
 from monitor.store.codec import (
     dumps,
+    incident_from_row,
+    incident_row,
     loads,
     outbox_from_json,
     outbox_to_json,
@@ -272,7 +274,7 @@ class PostgresStore:
                 status = await conn.execute(
                     "INSERT INTO incidents(id, site, condition, status, opened_at, body) "
                     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    *_incident_row(incident),
+                    *incident_row(incident),
                 )
                 if status != "INSERT 0 1":
                     return False
@@ -303,7 +305,7 @@ class PostgresStore:
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         row = await self._run(lambda c: c.fetchrow("SELECT body, version FROM incidents WHERE id = $1", incident_id))
-        return None if row is None else _incident(row)
+        return None if row is None else incident_from_row(row)
 
     async def find_open_incident(self, site: str, condition: str) -> Incident | None:
         row = await self._run(
@@ -313,7 +315,7 @@ class PostgresStore:
                 condition,
             )
         )
-        return None if row is None else _incident(row)
+        return None if row is None else incident_from_row(row)
 
     async def list_incidents(self, status: IncidentFilter = "all", limit: int = 200) -> list[Incident]:
         where = {"open": "WHERE status <> 'RESOLVED'", "resolved": "WHERE status = 'RESOLVED'", "all": ""}[status]
@@ -323,7 +325,7 @@ class PostgresStore:
                 limit,
             )
         )
-        return [_incident(r) for r in rows]
+        return [incident_from_row(r) for r in rows]
 
     # -- rule and probe state --------------------------------------------------------------
 
@@ -430,21 +432,6 @@ class PostgresStore:
             lambda c: c.fetch("SELECT body FROM overrides ORDER BY created_at DESC, id DESC LIMIT $1", limit)
         )
         return [override_from_json(loads(r[0])) for r in rows]
-
-
-def _incident(row: Any) -> Incident:
-    return replace(Incident.from_record(loads(row[0])), version=int(row[1]))
-
-
-def _incident_row(incident: Incident) -> tuple[Any, ...]:
-    return (
-        incident.id,
-        incident.site,
-        incident.condition,
-        incident.status.value,
-        incident.opened_at,
-        dumps(incident.to_record()),
-    )
 
 
 async def _insert_outbox(conn: asyncpg.Connection, items: Sequence[OutboxItem]) -> int:

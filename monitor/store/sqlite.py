@@ -20,6 +20,8 @@ from monitor.incidents.model import Incident
 from monitor.store import IncidentFilter, OutboxItem, Override, StoreConflict
 from monitor.store.codec import (
     dumps,
+    incident_from_row,
+    incident_row,
     loads,
     outbox_from_json,
     outbox_to_json,
@@ -183,7 +185,7 @@ class SqliteStore:
                 try:
                     db.execute(
                         "INSERT INTO incidents(id, site, condition, status, opened_at, body) VALUES (?,?,?,?,?,?)",
-                        _incident_row(incident),
+                        incident_row(incident),
                     )
                 except sqlite3.IntegrityError:
                     return False
@@ -219,7 +221,7 @@ class SqliteStore:
         rows = await self._run(
             lambda db: db.execute("SELECT body, version FROM incidents WHERE id=?", (incident_id,)).fetchall()
         )
-        return _incident(rows[0]) if rows else None
+        return incident_from_row(rows[0]) if rows else None
 
     async def find_open_incident(self, site: str, condition: str) -> Incident | None:
         rows = await self._run(
@@ -228,7 +230,7 @@ class SqliteStore:
                 (site, condition),
             ).fetchall()
         )
-        return _incident(rows[0]) if rows else None
+        return incident_from_row(rows[0]) if rows else None
 
     async def list_incidents(self, status: IncidentFilter = "all", limit: int = 200) -> list[Incident]:
         where = {"open": "WHERE status != 'RESOLVED'", "resolved": "WHERE status = 'RESOLVED'", "all": ""}[status]
@@ -238,7 +240,7 @@ class SqliteStore:
                 (limit,),
             ).fetchall()
         )
-        return [_incident(r) for r in rows]
+        return [incident_from_row(r) for r in rows]
 
     # -- rule and probe state --------------------------------------------------------------
 
@@ -345,21 +347,6 @@ class _tx:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def _incident(row: Any) -> Incident:
-    return replace(Incident.from_record(loads(row[0])), version=int(row[1]))
-
-
-def _incident_row(incident: Incident) -> tuple[Any, ...]:
-    return (
-        incident.id,
-        incident.site,
-        incident.condition,
-        incident.status.value,
-        incident.opened_at,
-        dumps(incident.to_record()),
-    )
 
 
 def _insert_outbox(db: sqlite3.Connection, items: Sequence[OutboxItem]) -> int:
