@@ -9,18 +9,15 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.engine import Engine
 from monitor.results import FailureKind, ProbeResult, Problem
 from monitor.store import OutboxItem
-from monitor.store.sqlite import SqliteStore
 
 SECRETS = {
     "HOOK_SECRET": "whsec_hook_signing_secret_0123456789",
@@ -202,20 +199,9 @@ async def rows(engine: Engine) -> list[OutboxItem]:
 
 
 @pytest.fixture
-async def start_engine(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Engines (no scheduler) on a FakeClock and <tmp_path>/<db>; `abandon` simulates kill -9."""
-    engines: list[Engine] = []
-
-    async def make(config: Config, clock: Any = None, db: str = "monitor.db") -> Engine:
-        engine = Engine(config, SqliteStore(f"sqlite:///{db}", base_dir=str(tmp_path)), clock=clock or FakeClock())
-        await engine.start(schedule=False)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        if engine.ready:
-            await engine.stop()
+def start_engine(engine_for: Callable[..., Any]) -> Callable[..., Any]:
+    """Engines (no scheduler) on a FakeClock and <tmp_path>/<db> (tests/conftest.py); `abandon` simulates kill -9."""
+    return engine_for
 
 
 async def abandon(engine: Engine) -> None:

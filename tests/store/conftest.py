@@ -8,38 +8,22 @@ its own fresh database on it.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pgserver import ENV, Throwaway, create_database, find_bindir, wait_ready
+from pgserver import create_database, postgres_url
 
 from monitor.store import Store, open_store
 
 BACKENDS = ["sqlite", "postgres"]
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The URL of a PostgreSQL server on loopback (its `postgres` database)."""
-    url = os.environ.get(ENV)
-    if url:
-        wait_ready(url)
-        yield url
-        return
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip(f"no PostgreSQL binaries (apt-get install postgresql) and {ENV} is not set")
-    server = Throwaway(bindir)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+postgres_server = pytest.fixture(scope="session")(postgres_url)
 
 
 @pytest.fixture(params=BACKENDS)

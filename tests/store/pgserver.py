@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -125,3 +126,23 @@ def wait_ready(url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server on loopback: $MONITOR_TEST_POSTGRES_URL, or a throwaway
+    cluster from Debian's binaries for this session; skips when neither exists."""
+    import pytest
+
+    url = os.environ.get(ENV)
+    if url:
+        wait_ready(url)
+        yield url
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip(f"no PostgreSQL binaries (apt-get install postgresql) and {ENV} is not set")
+    server = Throwaway(bindir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
